@@ -1,0 +1,1 @@
+"""Shared utilities: the class hierarchy, safe file writes and user-facing errors."""
