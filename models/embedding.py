@@ -1,0 +1,25 @@
+"""The embedding network: backbone, 128-d head and the optional size branch (SPEC 4).
+
+``f = Linear(features, 128)(backbone(x))``; with ``--size_inform`` the original
+image width and height enter as ``Linear(2, 128)(log [w, h])``, added to ``f``.
+"""
+import torch
+import torch.nn as nn
+
+from models.backbones import build_backbone
+
+EMBEDDING_DIM = 128
+
+
+class EmbeddingNet(nn.Module):
+    def __init__(self, backbone="simple", in_channels=3, pretrained=False, size_inform=False, dim=EMBEDDING_DIM):
+        super().__init__()
+        self.backbone, n_features = build_backbone(backbone, in_channels, pretrained)
+        self.head = nn.Linear(n_features, dim)
+        self.size_branch = nn.Linear(2, dim) if size_inform else None
+
+    def forward(self, x, wh=None):
+        f = self.head(self.backbone(x))
+        if self.size_branch is not None:
+            f = f + self.size_branch(torch.log(wh))
+        return f

@@ -1,0 +1,69 @@
+#!/usr/bin/env python
+"""Train on a plankton dataset (MicroS, MicroL, MesoZ), any taxonomy-folder dataset, or the synthetic set.
+
+    python train.py                                   # the synthetic taxonomy set, CPU-sized
+    python train.py --GPU 0 --dataset MicroS --method SD --distance euc --size_inform --seed 1 --use_val
+
+The record goes to record/<run name>/; then run `python evaluate.py record/<run name>`.
+"""
+import argparse
+import os
+import sys
+
+from datasets import default_data_root, ensure_synthetic, load_plankton
+from utils.cli import build_parser
+from utils.errors import exit_on_user_error
+from utils.trainer import train
+
+PLANKTON = ("MicroS", "MicroL", "MesoZ")
+# The synthetic set: a small CNN from random weights for a few epochs, so the
+# plain command runs on a laptop CPU in about a minute.
+SYNTHETIC_DEFAULTS = dict(backbone="simple", epochs=8, resize=64)
+
+EPILOG = """datasets:
+  MicroS, MicroL, MesoZ   <data_root>/<name>/ as unpacked (taxonomy folders, or the class and image CSVs)
+  synthetic               generated under <data_root>/synthetic/ on first use (default)
+  any other NAME          <data_root>/NAME/: every folder that directly holds images is a class,
+                          its folder path below NAME is its place in the taxonomy
+"""
+
+
+def build(argv):
+    first = argparse.ArgumentParser(add_help=False)  # only to pick the dataset's defaults
+    first.add_argument("--dataset", default="synthetic")
+    known, _ = first.parse_known_args(argv)
+    synthetic = known.dataset == "synthetic"
+    defaults = SYNTHETIC_DEFAULTS if synthetic else dict(backbone="inception", epochs=50, resize=128)
+
+    p = build_parser(__doc__, backbone=defaults["backbone"], epochs=defaults["epochs"], epilog=EPILOG)
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="synthetic",
+                   help="MicroS, MicroL, MesoZ, synthetic (default), or the name of a folder under --data_root")
+    g.add_argument("--gray", action="store_true", default=None,
+                   help="read images as 1 channel (default: on for MesoZ, off otherwise)")
+    g.add_argument("--resize", type=int, default=defaults["resize"],
+                   help=f"square side images are resized to (default {defaults['resize']})")
+    p.set_defaults(resize_default=defaults["resize"])
+    return p
+
+
+def load_data(args):
+    root = args.data_root
+    if args.dataset == "synthetic":
+        ensure_synthetic(root, seed=0)
+    return load_plankton(root, args.dataset, use_val=args.use_val, seed=args.seed, resize=args.resize, gray=args.gray)
+
+
+@exit_on_user_error
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = build(argv).parse_args(argv)
+    args.data_root = args.data_root or default_data_root(os.path.dirname(os.path.abspath(__file__)))
+    if args.dataset == "synthetic":
+        args.rand_backbone = True  # the small CNN has no pretrained weights
+    workers = 0 if args.dataset == "synthetic" else 4
+    return train(args, load_data, default_workers=workers)
+
+
+if __name__ == "__main__":
+    main()
