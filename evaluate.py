@@ -1,0 +1,210 @@
+"""Evaluate training runs from their records alone (no dataset or model needed).
+
+    python evaluate.py record/<run>                 one run
+    python evaluate.py record/                      every run in a folder of runs
+    python evaluate.py record/a_seed1 record/a_seed2 --last
+
+For each run this writes, into the run folder: metrics.json (flat name: value),
+metrics.csv, per_class.csv, confusion.npz, hs_curve.csv, Newick trees
+(tree_W.nwk, tree_proto.nwk, tree_true.nwk, tree_taxonomy.nwk) and PNG plots,
+and prints a summary.  With several runs it also writes summary.csv and
+summary.md (mean ± std over seeds per run group) next to the runs.
+The metric names are documented in docs/evaluate.md.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from utils import record
+from utils.errors import UserError, exit_on_user_error
+from utils.io import write_dataframe_csv, write_json, write_npz, write_text
+from utils.metrics.evaluation import N_PERM, evaluate_outputs, options_label, summarise, summary_markdown
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description=__doc__.split("\n\n")[0].strip()
+        + " Computes the hierarchical-inference, hierarchy-informed classification and retrieval"
+        " metrics of SPEC section 7 from record/<run>/ and writes them into the run folder.",
+        epilog="Exit status 2 with one line on stderr when a folder is not a run record or its arrays disagree.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s) (record/<run name>) or folder(s) of runs")
+    parser.add_argument(
+        "--last",
+        action="store_true",
+        help="evaluate outputs_test_last.npz (the last epoch) instead of outputs_test.npz; "
+        "files get the suffix _last (metrics_last.json, ...)",
+    )
+    parser.add_argument("--no_plots", action="store_true", help="skip the PNG plots (faster)")
+    parser.add_argument(
+        "--summary_dir",
+        default=None,
+        help="where summary.csv/summary.md go when several runs are given (default: the folder holding the runs)",
+    )
+    parser.add_argument(
+        "--n_perm",
+        type=int,
+        default=N_PERM,
+        help=f"class relabellings of the corr_perm_p permutation test (default {N_PERM}; 0 skips it)",
+    )
+    parser.add_argument("--perm_seed", type=int, default=0, help="seed of the permutation test (default 0)")
+    parser.add_argument(
+        "--block_mb",
+        type=int,
+        default=128,
+        help="memory for one block of query-database similarities in hs@k, in MiB (default 128)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the summary table, no per-run block")
+    args = parser.parse_args(argv)
+    if args.n_perm < 0:
+        parser.error("--n_perm must be >= 0")
+    if args.block_mb < 1:
+        parser.error("--block_mb must be >= 1")
+    return args
+
+
+def outputs_name(run_dir, last):
+    """The outputs file to read: outputs_test.npz, or for --last outputs_test_last.npz.
+
+    Without outputs_test_last.npz the evaluated checkpoint already is the last
+    one when the run had no validation split (or its best epoch was the last),
+    so outputs_test.npz is read then; otherwise the run lacks the file.
+    """
+    if not last:
+        return record.OUTPUTS_TEST
+    if os.path.isfile(os.path.join(run_dir, record.OUTPUTS_TEST_LAST)):
+        return record.OUTPUTS_TEST_LAST
+    config = record.load_config(run_dir)
+    best = config.get("best_epoch")
+    history = record.load_history(run_dir)
+    last_epoch = None
+    if history is not None and "epoch" in history.columns and len(history):
+        last_epoch = history["epoch"].iloc[-1]
+    if not config.get("use_val") or (best is not None and best in (config.get("epochs"), last_epoch)):
+        return record.OUTPUTS_TEST
+    raise UserError(
+        f"{run_dir} has no {record.OUTPUTS_TEST_LAST} although its evaluated checkpoint is epoch {best}; "
+        "evaluate it without --last"
+    )
+
+
+def suffixed(name, last):
+    if not last:
+        return name
+    stem, ext = os.path.splitext(name)
+    return f"{stem}_last{ext}"
+
+
+def write_run_files(run, result, last, plots):
+    out = lambda name: os.path.join(run.path, suffixed(name, last))  # noqa: E731
+    write_json(out(record.METRICS_JSON), result.metrics)
+    write_dataframe_csv(
+        out(record.METRICS_CSV),
+        pd.DataFrame({"name": list(result.metrics), "value": list(result.metrics.values())}),
+    )
+    write_dataframe_csv(out(record.PER_CLASS_CSV), result.per_class)
+    write_npz(out(record.CONFUSION_NPZ), **result.confusion)
+    write_dataframe_csv(out(record.HS_CURVE_CSV), pd.DataFrame({"k": np.arange(1, result.hs.size + 1), "hs": result.hs}))
+    trees = {"W": record.TREE_W, "proto": record.TREE_PROTO, "true": record.TREE_TRUE, "taxonomy": record.TREE_TAXONOMY}
+    for kind, name in trees.items():
+        write_text(out(name), result.newick[kind])
+    if not plots:
+        return
+    from utils import plots as P
+
+    distance = str(run.config.get("distance", "euc"))
+    for kind in ("W", "proto"):
+        P.plot_trees(out(f"tree_{kind}.png"), result.linkage[kind], result.linkage["true"], run.hierarchy, kind)
+        P.plot_distances(out(f"distances_{kind}.png"), result.distances[kind], run.hierarchy, kind, distance)
+    if result.hs.size:
+        P.plot_hs_curve(out("hs_curve.png"), result.hs)
+    P.plot_history(os.path.join(run.path, "training_curves.png"), run.history)
+
+
+# --------------------------------------------------------------- terminal
+def _fmt(value, width=7):
+    if value is None:
+        return "-".rjust(width)
+    if isinstance(value, int):
+        return str(value).rjust(width)
+    return f"{value:.4f}".rjust(width)
+
+
+def run_block(run, metrics):
+    """A readable block of the main metrics of one run."""
+    h = run.hierarchy
+    lines = [
+        f"{run.name}  ({metrics['n_test']} test images, {h.n_classes} classes, {h.n_levels} levels; "
+        f"{run.config.get('method', '?')}, {run.config.get('distance', '?')})"
+    ]
+    cls = ["acc", "top5", "ahc", "ahd5", "hp5", "ece"]
+    rep = ["corr_mean", "corr_elem", "corr_perm_p", "mapr_0", "rf_norm", "rf_taxonomy"]
+    head = "  " + " " * 6 + "".join(n.rjust(9) for n in cls) + "  |" + "".join(n.rjust(12) for n in rep)
+    lines.append(head)
+    for kind in ("W", "proto"):
+        row = "".join(_fmt(metrics.get(f"{n}_{kind}"), 9) for n in cls)
+        row += "  |" + "".join(_fmt(metrics.get(f"{n}_{kind}"), 12) for n in rep)
+        lines.append(f"  {kind:<6}{row}")
+    living = [n for n in ("corr_mean_living_W", "corr_elem_living_W", "corr_mean_living_proto", "corr_elem_living_proto") if n in metrics]
+    if living:
+        lines.append("  living: " + "  ".join(f"{n} {_fmt(metrics[n], 0)}" for n in living))
+    hs = [n for n in metrics if n.startswith("hs@")] + ["ahs250"]
+    lines.append("  retrieval: " + "  ".join(f"{n} {_fmt(metrics.get(n), 0)}" for n in hs))
+    return "\n".join(lines)
+
+
+def summary_folder(run_dirs, explicit):
+    if explicit:
+        return explicit
+    parents = [os.path.dirname(os.path.abspath(os.path.normpath(r))) for r in run_dirs]
+    return os.path.commonpath(parents)
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = parse_args(argv)
+    run_dirs = record.find_runs(args.runs)
+    rows = []
+    bar = tqdm(run_dirs, desc="evaluating", unit="run", disable=None if len(run_dirs) > 1 else True, file=sys.stderr)
+    for run_dir in bar:
+        run = record.load_run(run_dir, outputs_name(run_dir, args.last))
+        bar.set_postfix_str(run.name[-40:])
+        result = evaluate_outputs(
+            run.config, run.hierarchy, run.outputs, n_perm=args.n_perm, seed=args.perm_seed,
+            block_bytes=args.block_mb << 20,
+        )
+        write_run_files(run, result, args.last, plots=not args.no_plots)
+        if not args.quiet:
+            tqdm.write(run_block(run, result.metrics) + "\n")
+        c = run.config
+        rows.append(
+            {
+                "run": run.name,
+                "group": record.group_name(run.name),
+                "dataset": c.get("dataset"),
+                "backbone": c.get("backbone"),
+                "method": c.get("method"),
+                "distance": c.get("distance"),
+                "options": options_label(c),
+                **{k: v for k, v in result.metrics.items()},
+            }
+        )
+    if len(rows) > 1:
+        folder = summary_folder(run_dirs, args.summary_dir)
+        summary = summarise(rows)
+        text = summary_markdown(summary)
+        write_dataframe_csv(os.path.join(folder, suffixed(record.SUMMARY_CSV, args.last)), summary)
+        write_text(os.path.join(folder, suffixed(record.SUMMARY_MD, args.last)), text + "\n")
+        print(text)
+        print(f"summary written to {os.path.join(folder, suffixed(record.SUMMARY_CSV, args.last))} and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Hierarchy-informed classification measures (SPEC 7), vectorised over images.
+
+Inputs are class scores ``[N, C]`` (higher is better), true labels ``[N]`` and
+the tree distances ``D_T`` / level groups of :class:`utils.hierarchy.Hierarchy`.
+The prediction is the arg-max score; top-k lists are ordered by score with
+ties broken by the lower class index (:func:`topk`).
+"""
+import numpy as np
+
+
+def topk(values, k):
+    """Column indices of the ``k`` largest entries of each row, largest first, ties by lower index.
+
+    Exact and O(rows x columns): a partition finds the k-th largest value, the
+    entries above it are taken, and the entries equal to it fill the remaining
+    places in index order; only the k chosen entries are then sorted.
+    """
+    values = np.asarray(values)
+    n, m = values.shape
+    if k >= m:
+        return np.argsort(-values, axis=1, kind="stable")
+    kth = np.partition(values, m - k, axis=1)[:, m - k]  # the k-th largest value of each row
+    above = values > kth[:, None]
+    ties = values == kth[:, None]
+    need = k - above.sum(axis=1)
+    if np.array_equal(ties.sum(axis=1), need):
+        chosen = above | ties
+    else:
+        chosen = above | (ties & (np.cumsum(ties, axis=1) <= need[:, None]))
+    cols = np.nonzero(chosen)[1].reshape(n, k)  # row-major: index order within a row
+    order = np.argsort(-np.take_along_axis(values, cols, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(cols, order, axis=1)
+
+
+def predict(scores):
+    """The arg-max class of each row (the lowest index among equal maxima)."""
+    return np.argmax(np.asarray(scores), axis=1)
+
+
+def acc(pred, labels):
+    """``acc``: fraction of images whose predicted class is the label."""
+    return float(np.mean(np.asarray(pred) == np.asarray(labels)))
+
+
+def top_k_accuracy(top, labels):
+    """``top5`` (with ``top`` = :func:`topk` of the scores, k = 5): the label is among the top k."""
+    return float(np.mean(np.any(np.asarray(top) == np.asarray(labels)[:, None], axis=1)))
+
+
+def acc_level(pred, labels, groups):
+    """``acc_level_l``: prediction and label mapped to their level-l groups, then accuracy."""
+    groups = np.asarray(groups)
+    return float(np.mean(groups[pred] == groups[labels]))
+
+
+def ahc(pred, labels, D_T):
+    """``ahc`` (average hierarchical cost): mean ``d_T(prediction, label)``; correct = 0."""
+    return float(np.mean(np.asarray(D_T)[pred, labels]))
+
+
+def ahd(top, labels, D_T):
+    """``ahd5`` (with k = 5): mean over images of the mean ``d_T`` of the top-k predictions to the label."""
+    return float(np.mean(np.asarray(D_T)[np.asarray(labels)[:, None], top]))
+
+
+def hp_radius(D_T, k):
+    """Per class y: the value at index ``k + 1`` of the ascending sorted row ``d_T(y, .)`` (faithful).
+
+    Index 0 is y itself.  With fewer than k + 2 classes the last index is used.
+    """
+    D_T = np.asarray(D_T)
+    return np.sort(D_T, axis=1)[:, min(k + 1, D_T.shape[1] - 1)]
+
+
+def hp(top, labels, D_T):
+    """``hp5`` (hierarchical precision at k = top.shape[1]).
+
+    Correct set of label y: the classes c with ``d_T(y, c) <= hp_radius(y)``;
+    ``hp`` = mean over images of |top-k in the correct set| / k.
+    """
+    D_T = np.asarray(D_T)
+    labels = np.asarray(labels)
+    radius = hp_radius(D_T, top.shape[1])
+    inside = D_T[labels[:, None], top] <= radius[labels][:, None]
+    return float(inside.mean())
+
+
+def max_softmax(scores):
+    """Maximum softmax probability of each row, in float64 (a 1.0 stays exactly 1.0)."""
+    s = np.asarray(scores, dtype=np.float64)
+    s = s - s.max(axis=1, keepdims=True)
+    return 1.0 / np.exp(s).sum(axis=1)
+
+
+def calibration(confidence, correct, n_bins=15):
+    """``ece`` and ``mce`` over ``n_bins`` equal-width confidence bins.
+
+    Bin b holds confidences in ``[b/n, (b+1)/n)``, and confidence 1.0 falls in
+    the last bin.  ECE = sum_b (n_b / N) |acc_b - conf_b|; MCE = the largest
+    |acc_b - conf_b| over non-empty bins.  Returns ``(ece, mce)``.
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
+    correct_sum = np.bincount(bins, weights=correct, minlength=n_bins)
+    used = count > 0
+    gap = np.abs(correct_sum[used] - conf_sum[used]) / count[used]
+    ece = float(np.sum(count[used] * gap) / confidence.size)
+    mce = float(gap.max())
+    return ece, mce
+
+
+def confusion_matrix(labels, pred, n):
+    """``[n, n]`` int64 counts: row = true group/class, column = predicted."""
+    labels = np.asarray(labels, dtype=np.int64)
+    pred = np.asarray(pred, dtype=np.int64)
+    return np.bincount(labels * n + pred, minlength=n * n).reshape(n, n)
+
+
+def precision_recall_f1(confusion):
+    """Per row/column of a confusion matrix: precision, recall, F1 (NaN where undefined).
+
+    precision = TP / predicted (undefined when never predicted);
+    recall = TP / support (undefined without support);
+    F1 = 2 TP / (2 TP + FP + FN) (undefined when neither predicted nor present).
+    """
+    confusion = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(confusion)
+    predicted = confusion.sum(axis=0)
+    support = confusion.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+        denom = predicted + support  # = 2 TP + FP + FN
+        f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
+    return precision, recall, f1
+
+
+def macro(values):
+    """Mean over the defined (non-NaN) entries; ``None`` when there are none."""
+    values = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(values)
+    return float(values[ok].mean()) if ok.any() else None

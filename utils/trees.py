@@ -1,0 +1,194 @@
+"""Class trees: WPGMA / UPGMA clustering, bipartitions, Robinson-Foulds, Newick (SPEC 7).
+
+Agglomerative clustering is written here rather than taken from
+``scipy.cluster.hierarchy.linkage`` for two reasons: the tie-breaking must be
+documented and deterministic (the tree of the integer tree distances ``D_T`` is
+full of ties, and scipy's nearest-neighbour-chain algorithm resolves them in
+an order it does not document), and the tests can then cross-check this code
+against scipy's ``weighted`` (WPGMA) and ``average`` (UPGMA) linkage as an
+independent implementation.  The output is a linkage matrix in scipy's format,
+so scipy's ``dendrogram`` draws it.
+
+Tie rule: among the closest pairs of current clusters, merge the pair whose
+lower working slot is smallest, then whose other slot is smallest; the merged
+cluster takes the lower slot.  Leaves start in slots 0..C-1 (class order).
+
+A tree is compared as unrooted: each cluster S of the rooted tree gives the
+bipartition {S, rest}; it is non-trivial when both sides have at least two
+leaves.  A bipartition is stored as the packed bit-set of the side that does
+not hold leaf 0, so equal splits have equal keys.
+"""
+import numpy as np
+
+METHODS = {"wpgma": "weighted", "upgma": "average"}
+NEWICK_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-")
+
+
+def agglomerate(D, method="wpgma"):
+    """WPGMA or UPGMA clustering of a symmetric distance matrix: an ``[C - 1, 4]`` linkage matrix.
+
+    Row s merges clusters ``Z[s, 0] < Z[s, 1]`` (leaves are 0..C-1, the cluster
+    made at step s is C + s) at distance ``Z[s, 2]``; ``Z[s, 3]`` is its size.
+    After merging i and j, the distance to another cluster k is
+    ``(d(i,k) + d(j,k)) / 2`` (WPGMA, faithful: the merged clusters weigh the
+    same) or ``(n_i d(i,k) + n_j d(j,k)) / (n_i + n_j)`` (UPGMA: every leaf
+    weighs the same).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
+    work = np.array(D, dtype=np.float64)
+    n = work.shape[0]
+    Z = np.zeros((max(n - 1, 0), 4))
+    if n < 2:
+        return Z
+    np.fill_diagonal(work, np.inf)
+    ids = np.arange(n)
+    sizes = np.ones(n)
+    for step in range(n - 1):
+        flat = int(np.argmin(work))  # row-major first minimum = the tie rule of the module docstring
+        i, j = divmod(flat, n)
+        i, j = min(i, j), max(i, j)
+        height = work[i, j]
+        if method == "wpgma":
+            merged = (work[i] + work[j]) / 2.0
+        else:
+            merged = (sizes[i] * work[i] + sizes[j] * work[j]) / (sizes[i] + sizes[j])
+        merged[i] = merged[j] = np.inf
+        work[i, :] = merged
+        work[:, i] = merged
+        work[j, :] = np.inf
+        work[:, j] = np.inf
+        a, b = sorted((ids[i], ids[j]))
+        sizes[i] += sizes[j]
+        Z[step] = (a, b, height, sizes[i])
+        ids[i] = n + step
+    return Z
+
+
+def linkage_clusters(Z):
+    """Leaf sets of the internal nodes: ``[C - 1, C]`` booleans, row s = the cluster made at step s."""
+    Z = np.asarray(Z)
+    n = Z.shape[0] + 1
+    members = np.zeros((n - 1, n), dtype=bool)
+    for step, (a, b) in enumerate(Z[:, :2].astype(np.int64)):
+        for child in (a, b):
+            if child < n:
+                members[step, child] = True
+            else:
+                members[step] |= members[child - n]
+    return members
+
+
+def taxonomy_clusters(hierarchy):
+    """Leaf sets of every node of the taxonomy (one row per level group, duplicates kept).
+
+    The taxonomy is multifurcating; every class is a leaf, also a class that is
+    an ancestor of another (it sits in the clusters of its own node and above).
+    """
+    rows = []
+    for level in range(hierarchy.n_levels):
+        groups = hierarchy.level_groups(level)
+        rows.append(np.arange(groups.max() + 1)[:, None] == groups[None, :])
+    return np.concatenate(rows, axis=0)
+
+
+def bipartitions(clusters):
+    """The set of non-trivial bipartitions (unrooted) given by a boolean ``[K, C]`` matrix of clusters."""
+    clusters = np.asarray(clusters, dtype=bool)
+    n = clusters.shape[1]
+    size = clusters.sum(axis=1)
+    keep = clusters[(size >= 2) & (size <= n - 2)]
+    keep = np.where(keep[:, :1], ~keep, keep)  # the side without leaf 0
+    return {row.tobytes() for row in np.packbits(keep, axis=1)}
+
+
+def robinson_foulds(splits_a, splits_b):
+    """``(rf, rf_max, rf_norm)``: symmetric difference of two sets of non-trivial bipartitions.
+
+    ``rf_max`` = the number of non-trivial bipartitions of both trees together
+    (2(C - 3) for two binary trees); ``rf_norm = rf / rf_max`` (``None`` when 0).
+    """
+    rf = len(splits_a ^ splits_b)
+    rf_max = len(splits_a) + len(splits_b)
+    return rf, rf_max, (rf / rf_max if rf_max else None)
+
+
+def tree_splits(D, method="wpgma"):
+    """Non-trivial bipartitions of the WPGMA/UPGMA tree of ``D`` (with the linkage matrix)."""
+    Z = agglomerate(D, method)
+    return bipartitions(linkage_clusters(Z)), Z
+
+
+# ------------------------------------------------------------------ Newick
+def newick_label(name):
+    """A Newick label: kept as it is when plain, else single-quoted with inner quotes doubled.
+
+    Underscores are quoted too, since Newick readers turn bare ``_`` into spaces.
+    """
+    name = str(name)
+    if name and set(name) <= NEWICK_SAFE:
+        return name
+    return "'" + name.replace("'", "''") + "'"
+
+
+def leaf_labels(names):
+    """Class names made unique for trees (a repeated name gets ``#<index>``)."""
+    names = [str(n) for n in names]
+    seen = {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+    return [n if seen[n] == 1 else f"{n}#{i}" for i, n in enumerate(names)]
+
+
+def _length(value):
+    return f"{max(float(value), 0.0):.6g}"
+
+
+def linkage_newick(Z, names):
+    """Newick text of a linkage tree; branch lengths are half the differences of merge distances."""
+    Z = np.asarray(Z)
+    names = leaf_labels(names)
+    n = len(names)
+    if n == 1:
+        return newick_label(names[0]) + ";\n"
+    text = [newick_label(x) for x in names] + [None] * (n - 1)
+    height = np.zeros(2 * n - 1)
+    for step, (a, b, dist, _) in enumerate(Z):
+        a, b = int(a), int(b)
+        node = n + step
+        height[node] = dist / 2.0
+        text[node] = (
+            f"({text[a]}:{_length(height[node] - height[a])},{text[b]}:{_length(height[node] - height[b])})"
+        )
+        text[a] = text[b] = None  # free memory as we go
+    return text[-1] + ";\n"
+
+
+def taxonomy_newick(hierarchy):
+    """Newick text of the taxonomy itself (multifurcating, every edge of length 1).
+
+    Internal nodes carry their node name.  A class that is an ancestor of
+    other classes is a leaf hanging at length 0 from its own node, so the
+    distances in the tree are exactly ``d_T``.
+    """
+    labels = leaf_labels(hierarchy.names)
+    root = {"children": {}, "classes": []}
+    for cls, path in enumerate(hierarchy.paths):
+        node = root
+        for part in path:
+            node = node["children"].setdefault(part, {"children": {}, "classes": []})
+        node["classes"].append(cls)
+
+    def render(node, name):
+        # iterative enough: depth is the number of levels, not the number of classes
+        parts = []
+        for child_name, child in node["children"].items():
+            if not child["children"]:  # a plain leaf class (a node with only its own class)
+                parts.extend(f"{newick_label(labels[c])}:1" for c in child["classes"])
+            else:
+                parts.append(render(child, child_name) + ":1")
+        if name is not None:
+            parts = [f"{newick_label(labels[c])}:0" for c in node["classes"]] + parts
+        return "(" + ",".join(parts) + ")" + ("" if name is None else newick_label(name))
+
+    return render(root, None) + ";\n"
