@@ -1,0 +1,160 @@
+"""End to end: every method x option of the paper's grid on the synthetic set, records, seeds, resume."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import train
+from datasets import ensure_synthetic
+from utils import record
+from utils.hierarchy import Hierarchy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The paper's grid: every method, both distances, and each training option.
+GRID = [
+    ["--method", "softmax"],
+    ["--method", "normface", "--distance", "euc"],
+    ["--method", "SD", "--distance", "arccos"],
+    ["--method", "DR", "--distance", "euc"],
+    ["--method", "DR", "--distance", "arccos"],
+    ["--method", "DR", "--ema"],
+    ["--method", "normface", "--ema", "--distance", "arccos"],
+    ["--method", "DR", "--mds_W"],
+    ["--method", "DR", "--mds_W", "--distance", "arccos", "--beta", "2"],
+    ["--method", "DR", "--mds_W", "--CORR"],
+    ["--method", "DR", "--dynamic"],
+    ["--method", "DR", "--dynamic", "--distance", "arccos", "--ema"],
+    ["--method", "normface", "--dynamic"],
+    ["--method", "normface", "--dynamic", "--distance", "arccos", "--clspri"],
+    ["--method", "DR", "--clspri", "--size_inform", "--use_val"],
+]
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    ensure_synthetic(str(root), seed=0)
+    return str(root)
+
+
+def run(data_root, record_dir, *flags, epochs=1):
+    argv = ["--data_root", data_root, "--record_dir", str(record_dir), "--epochs", str(epochs), "--batch_size", "64",
+            *flags]
+    return train.main(argv)
+
+
+def load_npz(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize("flags", GRID, ids=lambda f: "_".join(x.strip("-") for x in f))
+def test_grid_writes_a_complete_record(data_root, tmp_path, flags):
+    run_dir = run(data_root, tmp_path, *flags)
+    with open(os.path.join(run_dir, record.CONFIG)) as fh:
+        config = json.load(fh)
+    for key in ("method", "distance", "beta", "dataset", "seed", "n_classes", "initial_scale", "final_scale",
+                "mds_stress_initial", "mds_stress_final", "best_epoch", "versions", "start_time", "end_time"):
+        assert key in config, key
+    assert config["n_classes"] == 15 and config["best_epoch"] == 1 and config["end_time"]
+    if "--mds_W" in flags:
+        assert config["mds_stress_final"] < config["mds_stress_initial"]
+    else:
+        assert config["mds_stress_initial"] is None
+    if config["method"] == "softmax":
+        assert config["initial_scale"] is None
+    elif "--dynamic" not in flags:
+        assert config["initial_scale"] == 10.0 == config["final_scale"]
+    else:
+        assert config["final_scale"] != config["initial_scale"]
+
+    hierarchy = Hierarchy.from_csv(os.path.join(run_dir, record.HIERARCHY))
+    assert hierarchy.n_classes == 15
+    history = pd.read_csv(os.path.join(run_dir, record.HISTORY))
+    assert list(history["epoch"]) == [1] and np.isfinite(history["train_loss"]).all()
+
+    out = record.load_outputs(os.path.join(run_dir, record.OUTPUTS_TEST))
+    assert out["scores"].shape == (len(out["labels"]), 15)
+    assert ("scores_proto" in out) == (config["method"] != "softmax")
+    if "--use_val" in flags:
+        assert os.path.isfile(os.path.join(run_dir, record.OUTPUTS_VAL))
+        assert os.path.isfile(os.path.join(run_dir, record.CHECKPOINT_BEST))
+    ck = torch.load(os.path.join(run_dir, record.CHECKPOINT_LAST), weights_only=True)
+    assert ck["epoch"] == 1 and "optimizer" in ck
+    if "--mds_W" in flags:  # frozen: the stored representatives are the MDS ones
+        assert np.allclose(out["representatives"], torch.nn.functional.normalize(ck["head"]["W"]).numpy(), atol=1e-6)
+    assert "epoch 1/1" in open(os.path.join(run_dir, record.TRAIN_LOG)).read()
+
+
+def test_record_name_follows_the_documented_order(data_root, tmp_path):
+    run_dir = run(data_root, tmp_path, "--size_inform", "--mds_W", "--dynamic", "--use_val", "--seed", "3", epochs=0)
+    assert os.path.basename(run_dir) == "synthetic_simple_DR_euc_rand_size_mds_dnm_val_seed3"
+
+
+def test_same_seed_same_record_and_resume_equals_uninterrupted(data_root, tmp_path):
+    flags = ["--use_val", "--dynamic", "--ema", "--seed", "5"]
+    a = run(data_root, tmp_path / "a", *flags, epochs=2)
+    b = run(data_root, tmp_path / "b", *flags, epochs=2)
+    c = run(data_root, tmp_path / "c", *flags, epochs=1)
+    c = run(data_root, tmp_path / "c", *flags, "--resume", epochs=2)
+    ref = load_npz(os.path.join(a, record.OUTPUTS_TEST))
+    for other in (b, c):
+        got = load_npz(os.path.join(other, record.OUTPUTS_TEST))
+        assert ref.keys() == got.keys()
+        for key in ref:
+            np.testing.assert_array_equal(ref[key], got[key], err_msg=key)
+    ha = pd.read_csv(os.path.join(a, record.HISTORY)).drop(columns="seconds")
+    hc = pd.read_csv(os.path.join(c, record.HISTORY)).drop(columns="seconds")
+    pd.testing.assert_frame_equal(ha, hc)
+    assert "resuming after epoch 1" in open(os.path.join(c, record.TRAIN_LOG)).read()
+
+
+def test_epochs_zero_records_the_untrained_network(data_root, tmp_path):
+    run_dir = run(data_root, tmp_path, "--use_val", epochs=0)
+    with open(os.path.join(run_dir, record.CONFIG)) as fh:
+        assert json.load(fh)["best_epoch"] == 0
+    assert record.load_outputs(os.path.join(run_dir, record.OUTPUTS_TEST))["labels"].size > 0
+
+
+def test_existing_record_is_not_overwritten_silently(data_root, tmp_path, capsys):
+    run(data_root, tmp_path, epochs=0)
+    with pytest.raises(SystemExit) as exc:
+        run(data_root, tmp_path, epochs=0)
+    assert exc.value.code == 2
+    assert "--resume" in capsys.readouterr().err
+    run(data_root, tmp_path, "--overwrite", epochs=0)
+
+
+@pytest.mark.parametrize(
+    "flags,words",
+    [
+        (["--CORR"], "--mds_W"),
+        (["--ema", "--mds_W"], "contradict"),
+        (["--method", "softmax", "--dynamic"], "--dynamic"),
+        (["--method", "normface", "--mds_W", "--CORR"], "--method DR"),
+        (["--alpha", "0"], "--alpha"),
+        (["--resume"], "checkpoint_last.pt"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(data_root, tmp_path, capsys, flags, words):
+    with pytest.raises(SystemExit) as exc:
+        run(data_root, tmp_path, *flags)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+
+
+def test_missing_dataset_folder_is_one_line_from_the_command_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), "--dataset", "MicroS", "--data_root", str(tmp_path),
+         "--record_dir", str(tmp_path / "rec"), "--rand_backbone", "--backbone", "simple"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "MicroS" in proc.stderr and "Traceback" not in proc.stderr
