@@ -1,0 +1,145 @@
+"""NABirds from the folder as distributed (SPEC 3.3).
+
+``<data_root>/nabirds/`` holds ``images/<class id>/*.jpg`` and the text tables
+(space-separated, one record a line):
+
+* ``images.txt``: ``<image id> <path below images/>``
+* ``classes.txt``: ``<class id> <name>`` (names contain spaces and ``/``)
+* ``hierarchy.txt``: ``<child id> <parent id>``
+* ``image_class_labels.txt``: ``<image id> <class id>``
+* ``train_test_split.txt``: ``<image id> <1 = train, 0 = test>``
+
+Classes are the class ids that have images (555 in NABirds), ordered by
+ascending id.  A class's path runs from the root (``Birds``) down to the class,
+following parent *ids* in ``hierarchy.txt`` (names repeat across levels, e.g. a
+species node and its single leaf class).  Whole images, resized.
+"""
+import os
+
+import numpy as np
+
+from datasets.common import random_split, require_folder, split_train_pool, train_augmentation
+from datasets.taxonomy import build_file_splits
+from utils.errors import UserError
+from utils.hierarchy import Hierarchy
+
+FOLDER = "nabirds"
+TABLES = ("images.txt", "classes.txt", "hierarchy.txt", "image_class_labels.txt", "train_test_split.txt")
+
+
+def _read_table(folder, fname, n_fields):
+    """Rows of ``fname`` split on whitespace into ``n_fields`` (the last keeps its spaces)."""
+    path = os.path.join(folder, fname)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; {folder} must be the NABirds folder as distributed "
+                        f"({', '.join(TABLES)} and images/)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {path} ({getattr(err, 'strerror', None) or err}); "
+                        "restore it from the NABirds archive") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        parts = line.strip().split(maxsplit=n_fields - 1)
+        if len(parts) != n_fields:
+            raise UserError(f"{path} line {number} is malformed ({line.strip()!r}); expected {n_fields} fields")
+        rows.append((number, parts))
+    return path, rows
+
+
+def _int(text, path, number):
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{path} line {number}: {text!r} is not an integer id") from None
+
+
+def class_paths(names, parents, class_ids):
+    """Path (list of names, root first) of every id in ``class_ids``, walking parent ids."""
+    paths = []
+    for cid in class_ids:
+        chain, node, seen = [], cid, set()
+        while node is not None:
+            if node in seen:
+                raise UserError(f"hierarchy.txt has a cycle through class id {node}; restore it from the archive")
+            if node not in names:
+                raise UserError(f"hierarchy.txt refers to class id {node}, which classes.txt lacks")
+            seen.add(node)
+            chain.append(names[node])
+            node = parents.get(node)
+        paths.append(chain[::-1])
+    return paths
+
+
+def load_nabirds(data_root, *, use_val=False, seed=0, resize=128, aug=False, official_split=False, cache=None):
+    """NABirds (SPEC 3.3); returns :class:`DataSplits`.
+
+    Split: seeded random 70/10/20 (``use_val``) or 90/10 over all images; with
+    ``official_split`` the test set is ``train_test_split.txt``'s test images
+    and, with ``use_val``, a seeded 10% of its training images validate.
+    ``aug``: random affine + horizontal flip on the training split only.
+    """
+    folder = os.path.join(os.fspath(data_root), FOLDER)
+    require_folder(folder, "NABirds folder", "unpack the NABirds archive there or fix --data_root")
+
+    names_path, rows = _read_table(folder, "classes.txt", 2)
+    names = {}
+    for number, (cid, name) in rows:
+        names[_int(cid, names_path, number)] = name.strip()
+    hier_path, rows = _read_table(folder, "hierarchy.txt", 2)
+    parents = {}
+    for number, (child, parent) in rows:
+        child, parent = _int(child, hier_path, number), _int(parent, hier_path, number)
+        if child != parent:  # a root listed as its own parent is still the root
+            parents[child] = parent
+
+    images_path, rows = _read_table(folder, "images.txt", 2)
+    image_ids = [img for _, (img, _) in rows]
+    rel_paths = [rel.strip() for _, (_, rel) in rows]
+    if not image_ids:
+        raise UserError(f"{images_path} lists no images; restore it from the NABirds archive")
+    if len(set(image_ids)) != len(image_ids):
+        raise UserError(f"{images_path} lists an image id twice; restore it from the archive")
+
+    labels_path, rows = _read_table(folder, "image_class_labels.txt", 2)
+    class_of = {img: _int(cid, labels_path, number) for number, (img, cid) in rows}
+    missing = [img for img in image_ids if img not in class_of]
+    if missing:
+        raise UserError(f"{labels_path} has no class for image {missing[0]} ({len(missing)} images); "
+                        "restore it from the archive")
+    image_class = np.array([class_of[img] for img in image_ids], dtype=np.int64)
+    class_ids = np.unique(image_class)  # ascending
+    unknown = [int(c) for c in class_ids if int(c) not in names]
+    if unknown:
+        raise UserError(f"{labels_path} uses class id {unknown[0]}, which classes.txt lacks")
+    paths = class_paths(names, parents, [int(c) for c in class_ids])
+    hierarchy = Hierarchy([names[int(c)] for c in class_ids], paths)
+    labels = np.searchsorted(class_ids, image_class)
+
+    files = [os.path.join(folder, "images", *rel.replace("\\", "/").split("/")) for rel in rel_paths]
+    absent = [f for f in files if not os.path.isfile(f)]
+    if absent:
+        raise UserError(f"{len(absent)} of the {len(files)} images listed in {images_path} are missing, "
+                        f"e.g. {absent[0]}; unpack the whole NABirds archive")
+
+    if official_split:
+        split_path, rows = _read_table(folder, "train_test_split.txt", 2)
+        is_train = {img: flag.strip() for _, (img, flag) in rows}
+        lacking = [img for img in image_ids if img not in is_train]
+        if lacking:
+            raise UserError(f"{split_path} has no entry for image {lacking[0]} ({len(lacking)} images); "
+                            "restore it from the archive")
+        flags = np.array([is_train[img] == "1" for img in image_ids])
+        train, val = split_train_pool(np.flatnonzero(flags), use_val=use_val, seed=seed, what="NABirds training")
+        test = np.flatnonzero(~flags)
+        if len(test) == 0:
+            raise UserError(f"{split_path} marks no test image; restore it from the archive")
+        split = (train, val, test)
+    else:
+        split = random_split(len(files), use_val=use_val, seed=seed)
+    return build_file_splits("nabirds", files, labels, hierarchy, gray=False, resize=resize, use_val=use_val,
+                             seed=seed, cache=cache, transform=train_augmentation() if aug else None,
+                             split=split)

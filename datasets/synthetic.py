@@ -1,0 +1,325 @@
+"""The synthetic taxonomy dataset (SPEC 3.4), written in the taxonomy-folder format.
+
+From a seed, :func:`generate_synthetic` draws a ragged class tree and visual
+attributes for its nodes: object and background colour, outline (number and
+depth of lobes), elongation, stripe texture and the original image size.  A
+node inherits its parent's attributes with a little noise, and siblings differ
+clearly in the attributes of their level (top-level groups: colour, outline and
+size; then stripes; then elongation and lobe depth; then shading, background
+and width/height ratio).  Classes close in the tree therefore look alike,
+classes far apart do not, and the image size alone carries some of the
+hierarchy (for ``--size_inform``).
+
+Tree: ``n_top`` top-level groups (3, or 2 for fewer than 7 classes; the last one
+is named ``nonliving`` so the "living" subset is exercised), each with at least
+two children; class paths have 2 to ``depth`` names, at least one reaches
+``depth``, at least one stays at 2, and one internal node (at depth 2 or more
+when ``depth >= 3``) is also a class: its folder holds images and sub-folders.
+
+The images are PNG files in ``<root>/<path>/NNN.png``.  The generator writes
+into a temporary folder next to ``<root>`` and renames it into place when done,
+with ``synthetic.json`` (the parameters and the class paths) inside.
+"""
+import colorsys
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+from PIL import Image
+
+from utils.errors import UserError
+
+SYNTHETIC_NAME = "synthetic"
+#: Default side the synthetic images are resized to when loaded (``load_plankton``).
+SYNTHETIC_RESIZE = 64
+GENERATOR_VERSION = 1
+DEFAULTS = dict(seed=0, n_classes=15, depth=4, images_per_class=40, image_size=(32, 64))
+
+
+def _params(seed, n_classes, depth, images_per_class, image_size):
+    if isinstance(image_size, (int, np.integer)):
+        image_size = (int(image_size), int(image_size))
+    try:
+        lo, hi = (int(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise UserError(f"synthetic image_size must be a side or a (min, max) pair, got {image_size!r}") from None
+    n_top = 3 if n_classes >= 7 else 2
+    checks = [
+        (isinstance(depth, (int, np.integer)) and depth >= 2, f"depth must be at least 2, got {depth!r}"),
+        (isinstance(n_classes, (int, np.integer)) and n_classes >= 2 * n_top + 1,
+         f"n_classes must be at least 5, got {n_classes!r}"),
+        (isinstance(images_per_class, (int, np.integer)) and images_per_class >= 1,
+         f"images_per_class must be at least 1, got {images_per_class!r}"),
+        (8 <= lo <= hi <= 4096, f"image_size must satisfy 8 <= min <= max <= 4096, got {image_size!r}"),
+        (isinstance(seed, (int, np.integer)) and seed >= 0, f"seed must be a non-negative integer, got {seed!r}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(f"synthetic dataset: {message}")
+    return dict(seed=int(seed), n_classes=int(n_classes), depth=int(depth),
+                images_per_class=int(images_per_class), image_size=[lo, hi])
+
+
+# ---------------------------------------------------------------------- tree
+class _Node:
+    def __init__(self, name, parent):
+        self.name = name
+        self.parent = parent
+        self.depth = 0 if parent is None else parent.depth + 1
+        self.children = []
+        self.is_class = False
+        self.attrs = None
+        if parent is not None:
+            parent.children.append(self)
+
+    @property
+    def path(self):
+        node, out = self, []
+        while node.parent is not None:
+            out.append(node.name)
+            node = node.parent
+        return out[::-1]
+
+
+def _child(parent):
+    return _Node(f"{parent.name}_{len(parent.children) + 1}", parent)
+
+
+def _walk(node):
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+def build_tree(rng, n_classes, depth):
+    """A ragged tree whose classes are its leaves plus one internal node (see module doc)."""
+    root = _Node("", None)
+    n_top = 3 if n_classes >= 7 else 2
+    top_names = ["Alpha", "Beta", "Gamma", "Delta"][: n_top - 1] + ["nonliving"]
+    for name in top_names:
+        top = _Node(name, root)
+        _child(top), _child(top)
+    target = n_classes - 1  # leaves; one internal node becomes a class too
+    leaves = lambda: [n for n in _walk(root) if not n.children and n.depth > 0]  # noqa: E731
+    keep_shallow = root.children[-1].children[0]  # one class path stays at length 2
+
+    # one chain down to the full depth, then random deepen / widen steps
+    node = root.children[0].children[0]
+    while node.depth < depth and len(leaves()) < target:
+        _child(node), _child(node)
+        node = node.children[0]
+    while len(leaves()) < target:
+        deepen = [n for n in leaves() if n.depth < depth and n is not keep_shallow]
+        widen = [n for n in _walk(root) if n.children and 1 <= n.depth < depth]
+        if deepen and rng.random() < 0.5:
+            leaf = deepen[rng.integers(len(deepen))]
+            _child(leaf), _child(leaf)
+        else:
+            _child(widen[rng.integers(len(widen))])
+    for leaf in leaves():
+        leaf.is_class = True
+    internal = [n for n in _walk(root) if n.children and n.depth >= 1]
+    deep = [n for n in internal if n.depth >= 2] or internal
+    deepest = max(n.depth for n in deep)
+    candidates = [n for n in deep if n.depth == deepest]
+    candidates[rng.integers(len(candidates))].is_class = True
+    return root
+
+
+# ---------------------------------------------------------------- attributes
+# name: (low, high, circular)
+_ATTRS = {
+    "fg_hue": (0.0, 1.0, True),
+    "fg_sat": (0.5, 1.0, False),
+    "fg_val": (0.6, 1.0, False),
+    "bg_hue": (0.0, 1.0, True),
+    "bg_val": (0.08, 0.45, False),
+    "lobe_amp": (0.0, 0.4, False),
+    "aspect": (0.45, 1.0, False),
+    "stripe_freq": (0.6, 3.2, False),
+    "stripe_angle": (0.0, 1.0, True),
+    "stripe_depth": (0.25, 0.75, False),
+    "log_side": (0.0, 1.0, False),  # mapped onto [log min, log max] of image_size
+    "log_ratio": (-0.25, 0.25, False),  # log(width / height)
+}
+_LOBES = (0, 3, 4, 5, 6, 7, 8)
+
+#: Attributes that tell siblings apart at each depth (1 = top-level groups; the
+#: last entry serves every deeper level).  A node inherits everything else from
+#: its parent with a little noise, so classes that share more ancestors share
+#: more of their look.
+_SPLIT_ATTRS = (
+    ("fg_hue", "bg_hue", "log_side"),
+    ("stripe_freq", "stripe_angle"),
+    ("aspect", "lobe_amp"),
+    ("stripe_depth", "fg_val", "bg_val", "log_ratio"),
+)
+_NOISE = 0.04  # per-node noise, as a fraction of each attribute's range
+
+
+def _clip(name, value):
+    low, high, circular = _ATTRS[name]
+    if circular:
+        return low + (value - low) % (high - low)
+    return float(np.clip(value, low, high))
+
+
+def assign_attributes(rng, root):
+    """Give every node its attributes: the parent's (with noise) plus its own level's split attributes.
+
+    Siblings spread their level's split attributes evenly over the attribute's
+    range (in random order, with a little jitter), so they stay distinguishable;
+    top-level groups also get distinct outlines (numbers of lobes).
+    """
+    base = {name: low + 0.5 * (high - low) for name, (low, high, _) in _ATTRS.items()}
+    base["lobes"] = 0
+    root.attrs = base
+    lobes = rng.permutation(len(_LOBES))
+    for node in _walk(root):
+        m = len(node.children)
+        if m == 0:
+            continue
+        split = _SPLIT_ATTRS[min(node.depth, len(_SPLIT_ATTRS) - 1)]
+        slots = {name: rng.permutation(m) for name in split}
+        offset = rng.random()  # circular attributes: random rotation of the even spread
+        for k, child in enumerate(node.children):
+            attrs = dict(node.attrs)
+            for name, (low, high, circular) in _ATTRS.items():
+                if name in split:
+                    position = (slots[name][k] + 0.5 + 0.3 * (rng.random() - 0.5)) / m
+                    if circular:
+                        position += offset
+                    attrs[name] = _clip(name, low + position * (high - low))
+                else:
+                    attrs[name] = _clip(name, attrs[name] + _NOISE * (high - low) * rng.normal())
+            if node.depth == 0:
+                attrs["lobes"] = _LOBES[lobes[k % len(_LOBES)]]
+                attrs["lobe_amp"] = _clip("lobe_amp", 0.15 + 0.2 * rng.random())
+            child.attrs = attrs
+
+
+# ----------------------------------------------------------------- rendering
+def render(attrs, rng, size_range):
+    """One image (uint8 H x W x 3) of a class with attributes ``attrs``."""
+    lo, hi = np.log(size_range[0]), np.log(size_range[1])
+    side = np.exp(lo + attrs["log_side"] * (hi - lo))
+    ratio = np.exp(attrs["log_ratio"])
+    jitter = np.exp(0.06 * rng.normal(size=2))
+    width = int(np.clip(round(side * np.sqrt(ratio) * jitter[0]), size_range[0], size_range[1]))
+    height = int(np.clip(round(side / np.sqrt(ratio) * jitter[1]), size_range[0], size_range[1]))
+
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    x = (x + 0.5) / min(width, height)
+    y = (y + 0.5) / min(width, height)
+    cx = 0.5 * width / min(width, height) + 0.08 * rng.normal()
+    cy = 0.5 * height / min(width, height) + 0.08 * rng.normal()
+    radius = 0.32 * np.exp(0.08 * rng.normal())
+    rot = rng.random() * 2 * np.pi
+    u, v = (x - cx) / radius, (y - cy) / radius
+    u, v = u * np.cos(rot) + v * np.sin(rot), -u * np.sin(rot) + v * np.cos(rot)
+    v = v / attrs["aspect"]
+    r = np.sqrt(u**2 + v**2)
+    phi = np.arctan2(v, u)
+    boundary = 1.0 + attrs["lobe_amp"] * np.cos(attrs["lobes"] * phi)
+    inside = 1.0 / (1.0 + np.exp(-np.clip((boundary - r) * 12.0, -30, 30)))
+
+    angle = attrs["stripe_angle"] * np.pi
+    phase = rng.random() * 2 * np.pi
+    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * attrs["stripe_freq"] * (u * np.cos(angle) + v * np.sin(angle)) + phase)
+    fg = np.array(colorsys.hsv_to_rgb(attrs["fg_hue"], attrs["fg_sat"], attrs["fg_val"]), dtype=np.float32)
+    fg = np.clip(fg + 0.03 * rng.normal(size=3), 0, 1)
+    bg = np.array(colorsys.hsv_to_rgb(attrs["bg_hue"], 0.5, attrs["bg_val"]), dtype=np.float32)
+    bg = np.clip(bg + 0.03 * rng.normal(size=3), 0, 1)
+    shade = 1.0 - attrs["stripe_depth"] * stripes
+    image = inside[..., None] * (fg * shade[..., None]) + (1.0 - inside[..., None]) * bg
+    image = image + 0.04 * rng.normal(size=image.shape)
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------- generation
+def generate_synthetic(root, *, seed=0, n_classes=15, depth=4, images_per_class=40, image_size=(32, 64)):
+    """Write the synthetic dataset into folder ``root`` (replacing a previous one); returns ``root``.
+
+    Written into a temporary sibling folder first and renamed into place once
+    complete, so an interrupted run never leaves a partial dataset.
+    """
+    params = _params(seed, n_classes, depth, images_per_class, image_size)
+    root = os.path.abspath(os.fspath(root))
+    parent = os.path.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    rng = np.random.default_rng(params["seed"])
+    tree = build_tree(rng, params["n_classes"], params["depth"])
+    assign_attributes(rng, tree)
+    classes = sorted((n for n in _walk(tree) if n.is_class), key=lambda n: n.path)
+
+    tmp = os.path.join(parent, f".{os.path.basename(root)}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for index, node in enumerate(classes):
+            folder = os.path.join(tmp, *node.path)
+            os.makedirs(folder, exist_ok=True)
+            for k in range(params["images_per_class"]):
+                image_rng = np.random.default_rng([params["seed"], index, k])
+                pixels = render(node.attrs, image_rng, params["image_size"])
+                Image.fromarray(pixels, "RGB").save(os.path.join(folder, f"{k:03d}.png"), compress_level=1)
+        info = dict(generator="datasets.synthetic", version=GENERATOR_VERSION, **params,
+                    classes=[n.path for n in classes])
+        with open(os.path.join(tmp, "synthetic.json"), "w", encoding="utf-8") as fh:
+            json.dump(info, fh, indent=1)
+        old = None
+        if os.path.exists(root):
+            old = os.path.join(parent, f".{os.path.basename(root)}.old-{os.getpid()}")
+            os.replace(root, old)
+        os.replace(tmp, root)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _stored_params(folder):
+    """The parameters in ``folder/synthetic.json``, or None when the folder is not a generated set."""
+    try:
+        with open(os.path.join(folder, "synthetic.json"), encoding="utf-8") as fh:
+            info = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("generator") != "datasets.synthetic":
+        return None
+    return info
+
+
+def ensure_synthetic(data_root, *, seed=0, n_classes=15, depth=4, images_per_class=40, image_size=(32, 64),
+                     name=SYNTHETIC_NAME):
+    """``<data_root>/<name>/`` generated with these parameters; returns the folder.
+
+    Generated on first use and reused afterwards.  When the folder holds a set
+    generated with other parameters (or by another generator version) it is
+    regenerated, with a notice on stderr; a folder of that name that this
+    generator did not write is never touched (UserError).
+    """
+    params = _params(seed, n_classes, depth, images_per_class, image_size)
+    folder = os.path.join(os.fspath(data_root), name)
+    if os.path.exists(folder):
+        info = _stored_params(folder)
+        if info is None:
+            raise UserError(
+                f"{folder} exists but was not generated by this project (no valid synthetic.json); "
+                "move it away or choose another --data_root"
+            )
+        stored = {k: info.get(k) for k in params}
+        if info.get("version") == GENERATOR_VERSION and stored == params:
+            return folder
+        print(f"note: regenerating {folder}: it was generated with {stored}, asked for {params}", file=sys.stderr)
+    try:
+        generate_synthetic(folder, **params)
+    except OSError as err:
+        # another process may have generated the same set at the same time
+        info = _stored_params(folder)
+        if info is None or {k: info.get(k) for k in params} != params:
+            raise UserError(f"cannot write the synthetic dataset to {folder}: {err.strerror or err}; "
+                            "check that --data_root is writable") from None
+    return folder

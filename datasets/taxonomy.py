@@ -1,0 +1,359 @@
+"""Taxonomy-folder datasets: MicroS, MicroL, MesoZ, the synthetic set, any user folder (SPEC 3.1).
+
+A dataset folder's sub-folder tree is the taxonomy.  Every folder that directly
+holds images is a class (also when it has sub-folders: such a class is an
+ancestor of other classes); its path is its folder path below the dataset
+folder.  Classes are ordered by sorted path (lists of names compared element by
+element, so an ancestor comes right before its descendants).
+
+The original two-CSV description (a class table ``Class,Path,Number`` and an
+image table ``Filepath,Class``) is also read; see :func:`load_csv_description`.
+"""
+import csv
+import json
+import os
+
+import numpy as np
+
+from datasets.common import (
+    DataSplits,
+    ImageFileDataset,
+    check_images,
+    check_resize,
+    is_image_file,
+    random_split,
+    require_folder,
+)
+from utils.errors import UserError
+from utils.hierarchy import Hierarchy
+
+#: Datasets read as grayscale (1 channel) unless ``gray`` is given.
+GRAY_DATASETS = ("MesoZ",)
+
+#: First path components of a ``Filepath`` that are a literal placeholder for ``--data_root``.
+PLACEHOLDERS = ("DATA_init", "$DATA_init", "${DATA_init}", "{DATA_init}", "<DATA_init>",
+                "data_root", "$data_root", "{data_root}", "<data_root>")
+
+CLASS_COLUMNS = ("Class", "Path", "Number")
+IMAGE_COLUMNS = ("Filepath", "Class")
+
+
+# ------------------------------------------------------------- common tail
+def build_file_splits(name, files, labels, hierarchy, *, gray, resize, use_val, seed, cache=None,
+                      transform=None, split=None):
+    """Check every image once, split, and wrap the three parts as datasets.
+
+    ``split`` (train, val, test index arrays) overrides the seeded random split.
+    ``transform`` is applied to the training part only.
+    """
+    resize = check_resize(resize)
+    labels = np.asarray(labels, dtype=np.int64)
+    sizes, images = check_images(files, gray=gray, resize=resize, cache=cache, desc=f"checking {name} images")
+    train, val, test = split if split is not None else random_split(len(files), use_val=use_val, seed=seed)
+
+    def part(indices, tf=None):
+        return ImageFileDataset(files, labels, sizes, indices, resize=resize, gray=gray, cache=images, transform=tf)
+
+    return DataSplits(
+        name=name,
+        train=part(train, transform),
+        val=None if val is None else part(val),
+        test=part(test),
+        hierarchy=hierarchy,
+        in_channels=1 if gray else 3,
+        train_labels=labels[train],
+        image_size=resize,
+    )
+
+
+def _order_classes(paths):
+    """Sorted class paths and the label of each input path."""
+    keys = sorted(set(tuple(p) for p in paths))
+    index = {k: i for i, k in enumerate(keys)}
+    return [list(k) for k in keys], index
+
+
+# ---------------------------------------------------------- taxonomy folder
+def scan_taxonomy(folder):
+    """``{path tuple: [image files]}`` for every folder below ``folder`` that directly holds images.
+
+    Hidden files and folders (names starting with '.') are skipped; symbolic
+    links are followed (each real folder is visited once).
+    """
+
+    def fail(err):
+        raise UserError(f"cannot read folder {err.filename}: {err.strerror}; check its permissions")
+
+    classes = {}
+    root_images = []
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=fail, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        images = sorted(f for f in filenames if is_image_file(f))
+        if not images:
+            continue
+        rel = os.path.relpath(dirpath, folder)
+        if rel == os.curdir:
+            root_images = images
+            continue
+        classes[tuple(rel.split(os.sep))] = [os.path.join(dirpath, f) for f in images]
+    if root_images and not classes:
+        raise UserError(
+            f"{folder} holds images ({root_images[0]}, ...) but no class sub-folders; "
+            "sort the images into one folder per class (sub-folders form the taxonomy)"
+        )
+    if root_images:
+        raise UserError(
+            f"{folder} holds images directly ({root_images[0]}, ...), which belong to no class; "
+            "move them into a class sub-folder or remove them"
+        )
+    return classes
+
+
+def load_taxonomy_folder(folder, *, name=None, gray=False, resize=128, use_val=False, seed=0, cache=None):
+    """Read a taxonomy-folder dataset (SPEC 3.1); returns :class:`DataSplits`.
+
+    Split: seeded random 70/10/20 train/val/test with ``use_val``, else 90/10.
+    ``cache``: keep the decoded, resized images in memory (None: when they fit
+    in ``CACHE_LIMIT_BYTES``).
+    """
+    folder = os.fspath(folder)
+    name = name or os.path.basename(os.path.normpath(folder))
+    require_folder(folder, "dataset folder", "put the images there, one sub-folder per class, or fix --data_root")
+    classes = scan_taxonomy(folder)
+    if not classes:
+        raise UserError(
+            f"no images found in {folder} (image files: .jpg, .png, .tif, ... in its sub-folders); "
+            "put the images there, one sub-folder per class"
+        )
+    paths, index = _order_classes(classes)
+    files, labels = [], []
+    for key in map(tuple, paths):
+        files.extend(classes[key])
+        labels.extend([index[key]] * len(classes[key]))
+    hierarchy = Hierarchy([p[-1] for p in paths], paths)
+    return build_file_splits(name, files, labels, hierarchy, gray=gray, resize=resize, use_val=use_val,
+                             seed=seed, cache=cache)
+
+
+# ------------------------------------------------------------ CSV description
+def _read_csv(path, required):
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise UserError(
+                    f"{path} lacks the column(s) {', '.join(missing)}; expected a header {','.join(required)}"
+                )
+            reader.fieldnames = header
+            rows = [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path} is not a readable CSV file ({err}); save it as UTF-8 CSV") from None
+    return rows
+
+
+def parse_class_path(text, cls, where):
+    """A class table ``Path`` cell -> list of node names ending with the class.
+
+    Either a JSON array or names joined by ``/``; when the last name is not the
+    class itself, the class is appended (the path may name only its parent).
+    """
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            path = json.loads(text)
+        except ValueError:
+            raise UserError(f"{where}: Path {text!r} is not a valid JSON array") from None
+        if not isinstance(path, list) or not all(isinstance(p, str) for p in path):
+            raise UserError(f"{where}: Path {text!r} must be a JSON array of names")
+    else:
+        path = [p for p in text.replace("\\", "/").split("/") if p.strip()]
+    path = [p.strip() for p in path]
+    if not path or path[-1] != cls:
+        path.append(cls)
+    return path
+
+
+def _split_components(path):
+    return [c for c in path.replace("\\", "/").split("/")]
+
+
+def resolve_filepaths(filepaths, *, data_root, name, csv_folder, where):
+    """Map ``Filepath`` entries onto ``data_root`` (the placeholder rule).
+
+    1. An entry whose first folder is a literal placeholder (``DATA_init``,
+       ``$DATA_init``, ``{DATA_init}``, ``<DATA_init>``, ``data_root``, ...) has
+       that folder replaced by ``data_root``.
+    2. Otherwise the placeholder prefix is the common leading part of all
+       entries up to (not including) the last folder in it named like the
+       dataset (``name``): ``/old/place/MicroS/Ciliophora/x.jpg`` becomes
+       ``<data_root>/MicroS/Ciliophora/x.jpg``.
+    3. Otherwise relative entries are relative to the folder holding the CSVs.
+    """
+    comps = [_split_components(p) for p in filepaths]
+    common = []
+    if comps:
+        for level in zip(*[c[:-1] for c in comps]):
+            if any(x != level[0] for x in level):
+                break
+            common.append(level[0])
+    cut = max((i for i, c in enumerate(common) if c == name), default=None)
+    resolved = []
+    for raw, c in zip(filepaths, comps):
+        if c and c[0] in PLACEHOLDERS:
+            resolved.append(os.path.join(data_root, *c[1:]))
+        elif cut is not None:
+            resolved.append(os.path.join(data_root, *c[cut:]))
+        elif not os.path.isabs(raw) and not raw.startswith(("/", "\\")) and ":" not in c[0]:
+            resolved.append(os.path.join(csv_folder, *[x for x in c if x]))
+        else:
+            raise UserError(
+                f"{where}: cannot tell which part of Filepath {raw!r} is the placeholder prefix for --data_root; "
+                f"start every Filepath with DATA_init/ or include the dataset folder {name}/ in it"
+            )
+    return resolved
+
+
+def load_csv_description(class_csv, image_csv, *, data_root, gray=False, resize=128, use_val=False, seed=0,
+                         name=None, cache=None):
+    """Read the original two-CSV description (SPEC 3.1).
+
+    ``class_csv``: columns ``Class,Path,Number`` (``Number``, the image count,
+    is informational only).  ``image_csv``: columns ``Filepath,Class`` where
+    ``Class`` is a name from the class table.  Filepaths are mapped onto
+    ``data_root`` by :func:`resolve_filepaths`.  Class order = sorted path.
+    """
+    class_csv, image_csv = os.fspath(class_csv), os.fspath(image_csv)
+    csv_folder = os.path.dirname(os.path.abspath(class_csv))
+    name = name or os.path.basename(csv_folder)
+    class_rows = _read_csv(class_csv, CLASS_COLUMNS)
+    image_rows = _read_csv(image_csv, IMAGE_COLUMNS)
+    if not class_rows:
+        raise UserError(f"{class_csv} lists no classes; add one row per class (Class,Path,Number)")
+    if not image_rows:
+        raise UserError(f"{image_csv} lists no images; add one row per image (Filepath,Class)")
+
+    path_of = {}
+    for line, row in enumerate(class_rows, start=2):
+        cls = row["Class"]
+        if not cls:
+            raise UserError(f"{class_csv} line {line}: empty Class")
+        if cls in path_of:
+            raise UserError(f"{class_csv} line {line}: class {cls!r} is listed twice; keep one row per class")
+        path_of[cls] = parse_class_path(row["Path"], cls, f"{class_csv} line {line}")
+    if len(set(map(tuple, path_of.values()))) != len(path_of):
+        raise UserError(f"{class_csv}: two classes have the same Path; every class needs its own path")
+
+    filepaths, image_classes = [], []
+    for line, row in enumerate(image_rows, start=2):
+        cls = row["Class"]
+        if cls not in path_of:
+            raise UserError(f"{image_csv} line {line}: class {cls!r} is not in {class_csv}; add it there")
+        if not row["Filepath"]:
+            raise UserError(f"{image_csv} line {line}: empty Filepath")
+        filepaths.append(row["Filepath"])
+        image_classes.append(cls)
+    empty = [c for c in path_of if c not in set(image_classes)]
+    if empty:
+        raise UserError(
+            f"class {empty[0]!r} in {class_csv} has no image in {image_csv}"
+            + (f" ({len(empty) - 1} more such classes)" if len(empty) > 1 else "")
+            + "; add images or remove the class"
+        )
+
+    files = resolve_filepaths(filepaths, data_root=os.fspath(data_root), name=name, csv_folder=csv_folder,
+                              where=image_csv)
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise UserError(
+            f"{len(missing)} of the {len(files)} images listed in {image_csv} are missing, e.g. {missing[0]}; "
+            "check --data_root (it replaces the placeholder prefix of the Filepath entries)"
+        )
+
+    paths, index = _order_classes(path_of.values())
+    names = [p[-1] for p in paths]
+    labels = [index[tuple(path_of[c])] for c in image_classes]
+    order = np.argsort(np.asarray(labels), kind="stable")  # images grouped by class, file order kept
+    files = [files[i] for i in order]
+    labels = [labels[i] for i in order]
+    hierarchy = Hierarchy(names, paths)
+    return build_file_splits(name, files, labels, hierarchy, gray=gray, resize=resize, use_val=use_val,
+                             seed=seed, cache=cache)
+
+
+def find_csv_description(folder):
+    """The (class table, image table) pair among ``folder``'s ``*.csv`` files, or None.
+
+    The files are recognised by their header, whatever their names: the class
+    table has the columns ``Class,Path,Number``, the image table ``Filepath,Class``.
+    """
+    class_tables, image_tables = [], []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None
+    for fname in names:
+        if not fname.lower().endswith(".csv") or fname.startswith("."):
+            continue
+        path = os.path.join(folder, fname)
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                header = [h.strip() for h in next(csv.reader(fh), [])]
+        except (OSError, UnicodeDecodeError, csv.Error):
+            continue
+        if all(c in header for c in CLASS_COLUMNS):
+            class_tables.append(path)
+        elif all(c in header for c in IMAGE_COLUMNS):
+            image_tables.append(path)
+    if not class_tables and not image_tables:
+        return None
+    if len(class_tables) != 1 or len(image_tables) != 1:
+        raise UserError(
+            f"{folder} must hold exactly one class table (Class,Path,Number) and one image table "
+            f"(Filepath,Class); found {len(class_tables)} and {len(image_tables)}"
+        )
+    return class_tables[0], image_tables[0]
+
+
+# ------------------------------------------------------------------ plankton
+def load_plankton(data_root, name, *, use_val=False, seed=0, resize=None, gray=None, cache=None):
+    """``<data_root>/<name>/`` as a plankton / taxonomy dataset (SPEC 3.1, 3.4).
+
+    * ``gray`` defaults to True for MesoZ, False otherwise.
+    * ``resize`` defaults to 128 (the synthetic set: ``SYNTHETIC_RESIZE``).
+    * When the folder holds a class table and an image table (see
+      :func:`find_csv_description`), the CSV description is read with
+      ``data_root`` replacing the Filepath prefix; otherwise the folder tree.
+    * ``name == "synthetic"``: the synthetic set is generated there with its
+      default parameters on first use (call :func:`ensure_synthetic` first for
+      other parameters).
+    """
+    from datasets.synthetic import SYNTHETIC_NAME, SYNTHETIC_RESIZE, ensure_synthetic
+
+    data_root = os.fspath(data_root)
+    folder = os.path.join(data_root, name)
+    if name == SYNTHETIC_NAME and not os.path.exists(folder):
+        ensure_synthetic(data_root)
+    if resize is None:
+        resize = SYNTHETIC_RESIZE if name == SYNTHETIC_NAME else 128
+    if gray is None:
+        gray = name in GRAY_DATASETS
+    require_folder(
+        folder, f"dataset folder for {name}",
+        f"put the dataset there (one sub-folder per class) or point --data_root at the folder that holds {name}/",
+    )
+    tables = find_csv_description(folder)
+    if tables is not None:
+        return load_csv_description(*tables, data_root=data_root, gray=gray, resize=resize, use_val=use_val,
+                                    seed=seed, name=name, cache=cache)
+    return load_taxonomy_folder(folder, name=name, gray=gray, resize=resize, use_val=use_val, seed=seed,
+                                cache=cache)
