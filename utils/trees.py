@@ -102,6 +102,15 @@ def bipartitions(clusters):
     return {row.tobytes() for row in np.packbits(keep, axis=1)}
 
 
+def split_sides(splits, n_leaves):
+    """Decode bipartition keys into frozensets of leaf indices (the side without leaf 0)."""
+    out = set()
+    for key in splits:
+        bits = np.unpackbits(np.frombuffer(key, dtype=np.uint8))[:n_leaves]
+        out.add(frozenset(np.flatnonzero(bits).tolist()))
+    return out
+
+
 def robinson_foulds(splits_a, splits_b):
     """``(rf, rf_max, rf_norm)``: symmetric difference of two sets of non-trivial bipartitions.
 

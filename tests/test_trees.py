@@ -1,0 +1,168 @@
+"""WPGMA / UPGMA, bipartitions, Robinson-Foulds and Newick: by hand, and against scipy and dendropy."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils import trees  # noqa: E402
+from utils.hierarchy import Hierarchy  # noqa: E402
+from utils.metrics.representation import representative_distances  # noqa: E402
+
+H6_PATHS = [["A", "a1", "x"], ["A", "a1", "y"], ["A", "a2"], ["A", "a2", "z"], ["B", "u"], ["B", "v"]]
+
+
+def h6():
+    return Hierarchy([p[-1] for p in H6_PATHS], H6_PATHS)
+
+
+# ------------------------------------------------------------------ clustering by hand
+D4 = np.array([[0, 2, 4, 10], [2, 0, 6, 10], [4, 6, 0, 8], [10, 10, 8, 0]], dtype=float)
+
+
+def test_wpgma_and_upgma_by_hand():
+    # step 1: 0+1 at 2 (new id 4); distances to 2: (4+6)/2 = 5, to 3: (10+10)/2 = 10 (both methods)
+    # step 2: {0,1}+2 at 5 (id 5); to 3: WPGMA (10 + 8)/2 = 9, UPGMA (2*10 + 1*8)/3 = 28/3
+    np.testing.assert_allclose(trees.agglomerate(D4, "wpgma"), [[0, 1, 2, 2], [2, 4, 5, 3], [3, 5, 9, 4]])
+    np.testing.assert_allclose(trees.agglomerate(D4, "upgma"), [[0, 1, 2, 2], [2, 4, 5, 3], [3, 5, 28 / 3, 4]])
+    with pytest.raises(ValueError):
+        trees.agglomerate(D4, "single")
+
+
+def test_tie_rule_merges_lowest_slots_first():
+    # all distances equal: (0,1), then the merged cluster (slot 0) with 2, then with 3: a caterpillar
+    D = np.ones((4, 4)) - np.eye(4)
+    np.testing.assert_allclose(trees.agglomerate(D, "wpgma"), [[0, 1, 1, 2], [2, 4, 1, 3], [3, 5, 1, 4]])
+
+
+@pytest.mark.parametrize("method, scipy_method", [("wpgma", "weighted"), ("upgma", "average")])
+def test_clustering_matches_scipy(method, scipy_method):
+    from scipy.cluster.hierarchy import cophenet, linkage
+    from scipy.spatial.distance import squareform
+
+    rng = np.random.default_rng(4)
+    for n in (5, 17, 40):
+        x = rng.normal(size=(n, 6))
+        D = representative_distances(x / np.linalg.norm(x, axis=1, keepdims=True), "arccos")
+        ours = trees.agglomerate(D, method)
+        ref = linkage(squareform(D, checks=False), method=scipy_method)
+        # same tree and heights <=> same cophenetic distances (computed by scipy for both)
+        np.testing.assert_allclose(cophenet(ours), cophenet(ref), atol=1e-12)
+        np.testing.assert_allclose(np.sort(ours[:, 2]), np.sort(ref[:, 2]), atol=1e-12)
+        ours_sets = {frozenset(np.flatnonzero(r)) for r in trees.linkage_clusters(ours)}
+        ref_sets = {frozenset(np.flatnonzero(r)) for r in trees.linkage_clusters(ref)}
+        assert ours_sets == ref_sets
+
+
+# ------------------------------------------------------------------ bipartitions and RF
+def _clusters(n, sets):
+    m = np.zeros((len(sets), n), dtype=bool)
+    for row, s in enumerate(sets):
+        m[row, list(s)] = True
+    return m
+
+
+def test_robinson_foulds_by_hand():
+    # unrooted 6-leaf trees ((0,1),(2,3),(4,5)) and ((0,2),(1,3),(4,5)): 3 splits each, {4,5} shared
+    a = trees.bipartitions(_clusters(6, [{0, 1}, {2, 3}, {4, 5}, {0, 1, 2, 3, 4, 5}, {0}]))
+    b = trees.bipartitions(_clusters(6, [{0, 2}, {1, 3}, {4, 5}]))
+    assert trees.split_sides(a, 6) == {frozenset({2, 3, 4, 5}), frozenset({2, 3}), frozenset({4, 5})}
+    assert trees.robinson_foulds(a, b) == (4, 6, 4 / 6)
+    assert trees.robinson_foulds(a, a) == (0, 6, 0.0)
+    assert trees.robinson_foulds(set(), set()) == (0, 0, None)  # too few leaves: undefined
+
+
+def test_rooting_does_not_matter():
+    # rooted ((0,1),(2,3)) and (((0,1),2),3) are the same unrooted tree: one split {01|23}
+    balanced = np.array([[0, 1, 4, 4], [1, 0, 4, 4], [4, 4, 0, 1], [4, 4, 1, 0]], dtype=float)
+    chain = np.array([[0, 1, 2, 3], [1, 0, 2, 3], [2, 2, 0, 3], [3, 3, 3, 0]], dtype=float)
+    s1, _ = trees.tree_splits(balanced)
+    s2, _ = trees.tree_splits(chain)
+    assert trees.split_sides(s1, 4) == trees.split_sides(s2, 4) == {frozenset({2, 3})}
+    assert trees.robinson_foulds(s1, s2)[0] == 0
+
+
+def test_taxonomy_splits_with_ragged_paths_and_an_ancestor_class():
+    # clusters: A = {0,1,2,3} (same split as B = {4,5}), A/a1 = {0,1}, A/a2 = {2,3} (class 2 is the
+    # node A/a2 itself, a leaf too), singletons are trivial
+    splits = trees.bipartitions(trees.taxonomy_clusters(h6()))
+    assert trees.split_sides(splits, 6) == {frozenset({4, 5}), frozenset({2, 3, 4, 5}), frozenset({2, 3})}
+
+
+def test_wpgma_of_tree_distances_recovers_the_taxonomy_splits():
+    h = h6()
+    splits, _ = trees.tree_splits(h.distances)
+    tax = trees.bipartitions(trees.taxonomy_clusters(h))
+    assert tax <= splits  # the binary WPGMA tree resolves the taxonomy, it does not contradict it
+    assert len(splits) == 3  # 6 leaves, binary: C - 3
+
+
+# ------------------------------------------------------------------ Newick and dendropy
+def test_newick_labels_are_quoted_when_needed():
+    assert trees.newick_label("bear") == "bear"
+    assert trees.newick_label("maple_tree") == "'maple_tree'"
+    assert trees.newick_label("it's (big)") == "'it''s (big)'"
+    assert trees.newick_label("Female/juvenile") == "'Female/juvenile'"
+    assert trees.leaf_labels(["a", "b", "a"]) == ["a#0", "b", "a#2"]
+
+
+def test_newick_round_trips_through_dendropy():
+    dendropy = pytest.importorskip("dendropy")
+    names = ["plain", "with space", "it's", "x(y):z", "Female/juvenile", "snake_case"]
+    paths = [["A", n] for n in names[:3]] + [["B", "C", n] for n in names[3:]]
+    h = Hierarchy(names, paths)
+    for text in (trees.linkage_newick(trees.agglomerate(h.distances), names), trees.taxonomy_newick(h)):
+        tree = dendropy.Tree.get(data=text, schema="newick", preserve_underscores=True)
+        assert sorted(t.label for t in tree.taxon_namespace) == sorted(names)
+
+
+def test_taxonomy_newick_distances_are_tree_distances():
+    dendropy = pytest.importorskip("dendropy")
+    h = h6()
+    tree = dendropy.Tree.get(data=trees.taxonomy_newick(h), schema="newick", preserve_underscores=True)
+    pdm = tree.phylogenetic_distance_matrix()
+    taxa = {t.label: t for t in tree.taxon_namespace}
+    for i in range(6):
+        for j in range(6):
+            if i != j:
+                assert pdm(taxa[h.names[i]], taxa[h.names[j]]) == pytest.approx(h.distances[i, j])
+
+
+def _random_hierarchy(rng, n):
+    paths = []
+    for i in range(n):
+        depth = rng.integers(1, 4)
+        prefix = [f"L0_{rng.integers(0, 3)}", f"L1_{rng.integers(0, 3)}", f"L2_{rng.integers(0, 2)}"][:depth]
+        paths.append(prefix + [f"c{i}"])
+    paths.append(["L0_0", "L1_0"])  # a class that is an ancestor of others (when L0_0/L1_0/... exist)
+    return Hierarchy([p[-1] for p in paths], paths)
+
+
+def test_robinson_foulds_matches_dendropy():
+    dendropy = pytest.importorskip("dendropy")
+    from dendropy.calculate import treecompare
+
+    rng = np.random.default_rng(9)
+    for trial in range(4):
+        h = _random_hierarchy(rng, 14)
+        x = rng.normal(size=(h.n_classes, 5))
+        D = representative_distances(x / np.linalg.norm(x, axis=1, keepdims=True), "euc")
+        learned, Z = trees.tree_splits(D)
+        true, Zt = trees.tree_splits(h.distances)
+        tax = trees.bipartitions(trees.taxonomy_clusters(h))
+        ns = dendropy.TaxonNamespace()
+
+        def read(text):
+            return dendropy.Tree.get(
+                data=text, schema="newick", taxon_namespace=ns, rooting="force-unrooted", preserve_underscores=True
+            )
+
+        t_learned = read(trees.linkage_newick(Z, h.names))
+        t_true = read(trees.linkage_newick(Zt, h.names))
+        t_tax = read(trees.taxonomy_newick(h))
+        assert trees.robinson_foulds(learned, true)[0] == treecompare.symmetric_difference(t_learned, t_true)
+        assert trees.robinson_foulds(learned, tax)[0] == treecompare.symmetric_difference(t_learned, t_tax)
+        # rf_max: every non-trivial split of both trees (binary: C - 3 each)
+        assert trees.robinson_foulds(learned, true)[1] == 2 * (h.n_classes - 3)
