@@ -56,6 +56,11 @@ def _orthogonal_term(s, method, distance):
 
 
 def initial_scale(method, distance, n_classes):
+    """The initial dynamic scale (see :func:`solve_initial_scale`)."""
+    return solve_initial_scale(method, distance, n_classes)[0]
+
+
+def solve_initial_scale(method, distance, n_classes):
     """Solve ``R(s) = 0`` for a target at pi/4 and C - 1 orthogonal others.
 
     Some of the equations have two positive roots (NormFace); the larger one is
@@ -67,6 +72,7 @@ def initial_scale(method, distance, n_classes):
     arccos below about C = 50, for euc below about C = 15): then the scale
     with the smallest ``|R|`` on the grid is returned, which is where the
     dynamic update's ``R^2`` minimisation would lead as well.
+    Returns ``(s, is_root)``.
     """
     if n_classes < 2:
         raise ValueError("the dynamic scale needs at least two classes")
@@ -79,9 +85,9 @@ def initial_scale(method, distance, n_classes):
     values = np.array([r(s) for s in grid])
     change = np.nonzero(np.sign(values[:-1]) * np.sign(values[1:]) < 0)[0]
     if len(change) == 0:
-        return float(grid[np.argmin(np.abs(values))])
+        return float(grid[np.argmin(np.abs(values))]), False
     i = change[-1]
-    return float(brentq(r, grid[i], grid[i + 1], xtol=1e-12))
+    return float(brentq(r, grid[i], grid[i + 1], xtol=1e-12)), True
 
 
 def dynamic_scale_objective(log_s, z_nontarget_free, cos_target, prior_target, method, distance):

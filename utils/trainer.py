@@ -36,6 +36,7 @@ from tqdm import tqdm
 from losses.distances import normalize
 from losses.head import ClassHead
 from losses.mds import fit_mds
+from losses.scale import solve_initial_scale
 from models.embedding import EmbeddingNet
 from utils import record
 from utils.cli import check_args, resolve_device, run_name
@@ -264,6 +265,9 @@ def train(args, load_data, default_workers=4):
                      generator=torch.Generator().manual_seed(args.seed + 1)).to(device)
     if head.initial_scale is not None:
         log.info(f"initial scale s = {head.initial_scale:.4f}" + (" (dynamic)" if args.dynamic else ""))
+        if args.dynamic and not solve_initial_scale(args.method, args.distance, C)[1]:
+            log.info(f"notice: with {C} classes the initial-scale equation of {args.method}-{args.distance} has no "
+                     f"positive root; starting from the scale with the smallest residual")
     optimizer = torch.optim.Adam(list(model.parameters()) + head.main_parameters(), lr=args.lr)
     scale_optimizer = torch.optim.Adam([head.log_s], lr=args.lr) if args.dynamic else None
 
