@@ -55,11 +55,15 @@ ALLOWED_GLOBALS = {
 }
 
 
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle asked for something the CIFAR-100 files never contain."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that builds only plain containers and numpy arrays.
 
     Any other global (a function or class to call) raises
-    ``pickle.UnpicklingError`` before it is imported or called.  Python-2
+    :class:`RefusedPickle` (an ``UnpicklingError``) before it is imported or called.  Python-2
     strings are decoded as latin-1, as numpy requires for its array data.
     """
 
@@ -70,17 +74,17 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"refused to load global {module}.{name}") from None
+            raise RefusedPickle(f"refused to load global {module}.{name}") from None
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refused a persistent id")
+        raise RefusedPickle("refused a persistent id")
 
 
 def restricted_load(fileobj, where):
     """Unpickle ``fileobj`` with :class:`RestrictedUnpickler`; a UserError naming ``where`` on failure."""
     try:
         return RestrictedUnpickler(fileobj).load()
-    except pickle.UnpicklingError as err:
+    except RefusedPickle as err:
         raise UserError(
             f"{where} is not a CIFAR-100 python-version file ({err}); "
             "replace it with the official cifar-100-python files"

@@ -117,7 +117,7 @@ def decode_image(path, gray, resize):
         img = _to_mode(img, gray)
         if img.size != (resize, resize):
             img = img.resize((resize, resize), Image.Resampling.BILINEAR)
-        arr = np.asarray(img, dtype=np.uint8)
+        arr = np.array(img, dtype=np.uint8)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return width, height, np.ascontiguousarray(arr)
 
@@ -129,18 +129,29 @@ def should_cache(n_images, channels, resize, cache=None):
     return n_images * channels * resize * resize <= CACHE_LIMIT_BYTES
 
 
+def probe_image(path):
+    """Open and fully decode one image (nothing kept); returns ``(width, height)``.  Raises on a corrupt image."""
+    with Image.open(path) as img:
+        width, height = img.size
+        img.load()
+    if width <= 0 or height <= 0:
+        raise ValueError("image has no pixels")
+    return width, height
+
+
 def _check_chunk(files, start, stop, gray, resize, sizes, store):
     errors = []
     for i in range(start, stop):
         try:
-            width, height, arr = decode_image(files[i], gray, resize)
+            if store is None:
+                sizes[i] = probe_image(files[i])
+            else:
+                width, height, arr = decode_image(files[i], gray, resize)
+                sizes[i] = (width, height)
+                store[i] = torch.from_numpy(arr)
         except Exception as err:  # noqa: BLE001 - any failure to decode is a bad image
             reason = " ".join(str(err).split()) or type(err).__name__
             errors.append((i, reason))
-            continue
-        sizes[i] = (width, height)
-        if store is not None:
-            store[i] = torch.from_numpy(arr)
     return stop - start, errors
 
 

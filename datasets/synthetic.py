@@ -10,11 +10,13 @@ and width/height ratio).  Classes close in the tree therefore look alike,
 classes far apart do not, and the image size alone carries some of the
 hierarchy (for ``--size_inform``).
 
-Tree: ``n_top`` top-level groups (3, or 2 for fewer than 7 classes; the last one
-is named ``nonliving`` so the "living" subset is exercised), each with at least
-two children; class paths have 2 to ``depth`` names, at least one reaches
-``depth``, at least one stays at 2, and one internal node (at depth 2 or more
-when ``depth >= 3``) is also a class: its folder holds images and sub-folders.
+Tree (``n_classes >= depth + 3``): three top-level groups when
+``n_classes >= depth + 5``, else two (the last one is named ``nonliving`` so the
+"living" subset is exercised), each with at least two children; class paths
+have 2 to ``depth`` names, at least one reaches ``depth`` and at least one stays
+at 2; one internal node is also a class (its folder holds images and
+sub-folders): one of the deepest internal nodes at depth 2 or more, or, when
+``depth == 2``, a top-level group (a class whose path has one name).
 
 The images are PNG files in ``<root>/<path>/NNN.png``.  The generator writes
 into a temporary folder next to ``<root>`` and renames it into place when done,
@@ -38,26 +40,32 @@ GENERATOR_VERSION = 1
 DEFAULTS = dict(seed=0, n_classes=15, depth=4, images_per_class=40, image_size=(32, 64))
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _params(seed, n_classes, depth, images_per_class, image_size):
-    if isinstance(image_size, (int, np.integer)):
+    """Validated generation parameters (a UserError names the first bad one)."""
+
+    def bad(message):
+        raise UserError(f"synthetic dataset: {message}")
+
+    if _is_int(image_size):
         image_size = (int(image_size), int(image_size))
     try:
         lo, hi = (int(v) for v in image_size)
     except (TypeError, ValueError):
-        raise UserError(f"synthetic image_size must be a side or a (min, max) pair, got {image_size!r}") from None
-    n_top = 3 if n_classes >= 7 else 2
-    checks = [
-        (isinstance(depth, (int, np.integer)) and depth >= 2, f"depth must be at least 2, got {depth!r}"),
-        (isinstance(n_classes, (int, np.integer)) and n_classes >= 2 * n_top + 1,
-         f"n_classes must be at least 5, got {n_classes!r}"),
-        (isinstance(images_per_class, (int, np.integer)) and images_per_class >= 1,
-         f"images_per_class must be at least 1, got {images_per_class!r}"),
-        (8 <= lo <= hi <= 4096, f"image_size must satisfy 8 <= min <= max <= 4096, got {image_size!r}"),
-        (isinstance(seed, (int, np.integer)) and seed >= 0, f"seed must be a non-negative integer, got {seed!r}"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(f"synthetic dataset: {message}")
+        bad(f"image_size must be a side or a (min, max) pair, got {image_size!r}")
+    if not 8 <= lo <= hi <= 4096:
+        bad(f"image_size must satisfy 8 <= min <= max <= 4096, got {image_size!r}")
+    if not _is_int(depth) or depth < 2:
+        bad(f"depth must be an integer of at least 2, got {depth!r}")
+    if not _is_int(n_classes) or n_classes < depth + 3:
+        bad(f"n_classes must be at least depth + 3 = {depth + 3}, got {n_classes!r}")
+    if not _is_int(images_per_class) or images_per_class < 1:
+        bad(f"images_per_class must be at least 1, got {images_per_class!r}")
+    if not _is_int(seed) or seed < 0:
+        bad(f"seed must be a non-negative integer, got {seed!r}")
     return dict(seed=int(seed), n_classes=int(n_classes), depth=int(depth),
                 images_per_class=int(images_per_class), image_size=[lo, hi])
 
@@ -93,10 +101,15 @@ def _walk(node):
         yield from _walk(child)
 
 
+def _n_top(n_classes, depth):
+    """Three top-level groups when the classes allow it next to a chain down to ``depth``, else two."""
+    return 3 if n_classes >= depth + 5 else 2
+
+
 def build_tree(rng, n_classes, depth):
     """A ragged tree whose classes are its leaves plus one internal node (see module doc)."""
     root = _Node("", None)
-    n_top = 3 if n_classes >= 7 else 2
+    n_top = _n_top(n_classes, depth)
     top_names = ["Alpha", "Beta", "Gamma", "Delta"][: n_top - 1] + ["nonliving"]
     for name in top_names:
         top = _Node(name, root)

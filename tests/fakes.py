@@ -277,7 +277,7 @@ def write_fake_nabirds(root, images_per_class=None, *, seed=0):
                  [f"{i} {parent}" for i, _, parent in FAKE_NABIRDS_NODES if parent is not None])
     images, labels, split, sizes = [], [], [], []
     k = 0
-    for cid in sorted(counts, key=lambda c: -c):  # images.txt is not in class order
+    for cid in sorted(counts, key=lambda c: -counts[c]):  # most images first: not in class order
         sub = f"{cid:04d}"
         os.makedirs(os.path.join(folder, "images", sub), exist_ok=True)
         for _ in range(counts[cid]):
