@@ -139,6 +139,15 @@ def probe_image(path):
     return width, height
 
 
+def available_cpus():
+    """CPUs this process may run on (at most 16): the thread count for checking images."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    return max(1, min(16, count))
+
+
 def _check_chunk(files, start, stop, gray, resize, sizes, store):
     errors = []
     for i in range(start, stop):
@@ -148,7 +157,7 @@ def _check_chunk(files, start, stop, gray, resize, sizes, store):
             else:
                 width, height, arr = decode_image(files[i], gray, resize)
                 sizes[i] = (width, height)
-                store[i] = torch.from_numpy(arr)
+                store[i] = arr
         except Exception as err:  # noqa: BLE001 - any failure to decode is a bad image
             reason = " ".join(str(err).split()) or type(err).__name__
             errors.append((i, reason))
@@ -172,8 +181,8 @@ def check_images(files, *, gray, resize, cache=None, desc="checking images", wor
     sizes = np.zeros((n, 2), dtype=np.float32)
     store = None
     if should_cache(n, channels, resize, cache):
-        store = torch.empty((n, channels, resize, resize), dtype=torch.uint8)
-    workers = workers or min(32, (os.cpu_count() or 1) + 4)
+        store = np.empty((n, channels, resize, resize), dtype=np.uint8)
+    workers = workers or available_cpus()
     chunk = max(16, min(512, math.ceil(n / (4 * workers))))
     errors = []
     with tqdm(total=n, desc=desc, unit="img", disable=None, leave=False) as bar:
@@ -193,9 +202,10 @@ def check_images(files, *, gray, resize, cache=None, desc="checking images", wor
         raise UserError(
             f"corrupt or unreadable image {files[index]}: {reason}{more}; remove or replace it"
         )
-    if store is not None:
-        store.share_memory_()  # workers of a DataLoader map it instead of copying it
-    return sizes, store
+    if store is None:
+        return sizes, None
+    # in shared memory, so that DataLoader workers map it instead of copying it
+    return sizes, torch.from_numpy(store).share_memory_()
 
 
 # ------------------------------------------------------------------ datasets
