@@ -81,7 +81,9 @@ def load_nabirds(data_root, *, use_val=False, seed=0, resize=128, aug=False, off
     ``official_split`` the test set is ``train_test_split.txt``'s test images
     and, with ``use_val``, a seeded 10% of its training images validate.
     ``aug``: random affine + horizontal flip on the training split only.
+    ``resize``: side in pixels (None: 128).
     """
+    resize = 128 if resize is None else resize
     folder = os.path.join(os.fspath(data_root), FOLDER)
     require_folder(folder, "NABirds folder", "unpack the NABirds archive there or fix --data_root")
 

@@ -451,6 +451,9 @@ def test_cli_reports_bad_data_in_one_line_with_status_2(tmp_path):
     status, out, err = run_cli("MicroS", "--data_root", str(tmp_path))
     assert status == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: dataset folder for MicroS") and "does not exist" in err
+    (tmp_path / "Empty" / "sub").mkdir(parents=True)
+    status, out, err = run_cli("Empty", "--data_root", str(tmp_path))
+    assert status == 2 and err.count("\n") == 1 and err.startswith("error: no images found in")
     fakes.write_fake_plankton(tmp_path)
     status, out, err = run_cli("FakePlankton", "--data_root", str(tmp_path), "--resize", "8")
     assert status == 0 and out.splitlines()[0].startswith("FakePlankton: 6 classes, 4 levels, train 18")
