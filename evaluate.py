@@ -57,13 +57,21 @@ def parse_args(argv=None):
     parser.add_argument(
         "--block_mb",
         type=int,
-        default=128,
-        help="memory for one block of query-database similarities in hs@k, in MiB (default 128)",
+        default=16,
+        help="memory for one block of query-database similarities in hs@k, in MiB (default 16)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="threads computing hs@k blocks side by side (default: the number of CPUs, at most 8)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary table, no per-run block")
     args = parser.parse_args(argv)
     if args.n_perm < 0:
         parser.error("--n_perm must be >= 0")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be >= 1")
     if args.block_mb < 1:
         parser.error("--block_mb must be >= 1")
     return args
@@ -169,7 +177,11 @@ def summary_folder(run_dirs, explicit):
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
-    run_dirs = record.find_runs(args.runs)
+    skipped = []
+    wanted = (record.OUTPUTS_TEST, record.OUTPUTS_TEST_LAST) if args.last else record.OUTPUTS_TEST
+    run_dirs = record.find_runs(args.runs, outputs=wanted, skipped=skipped)
+    for run_dir in skipped:
+        print(f"note: skipping {run_dir}: no test outputs yet (still training?)", file=sys.stderr)
     rows = []
     bar = tqdm(run_dirs, desc="evaluating", unit="run", disable=None if len(run_dirs) > 1 else True, file=sys.stderr)
     for run_dir in bar:
@@ -177,7 +189,7 @@ def main(argv=None):
         bar.set_postfix_str(run.name[-40:])
         result = evaluate_outputs(
             run.config, run.hierarchy, run.outputs, n_perm=args.n_perm, seed=args.perm_seed,
-            block_bytes=args.block_mb << 20,
+            block_bytes=args.block_mb << 20, workers=args.workers,
         )
         write_run_files(run, result, args.last, plots=not args.no_plots)
         if not args.quiet:

@@ -120,6 +120,12 @@ def test_group_name_and_find_runs(tmp_path):
     assert record.find_runs([a, tmp_path / "runs"]) == [str(a), str(b)]
     with pytest.raises(UserError):
         record.find_runs([tmp_path / "runs" / "not_a_run"])
+    # a run still training (no outputs yet) is left out of a folder of runs, but not when named
+    os.remove(b / record.OUTPUTS_TEST)
+    skipped = []
+    assert record.find_runs([tmp_path / "runs"], outputs=record.OUTPUTS_TEST, skipped=skipped) == [str(a)]
+    assert skipped == [str(b)]
+    assert record.find_runs([b], outputs=record.OUTPUTS_TEST) == [str(b)]
     with pytest.raises(UserError):
         record.find_runs([tmp_path / "missing"])
 

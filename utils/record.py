@@ -274,13 +274,19 @@ def group_name(run_name):
     return SEED_SUFFIX.sub("", run_name)
 
 
-def find_runs(paths):
+def find_runs(paths, outputs=None, skipped=None):
     """Expand run folders and folders of runs into a sorted, duplicate-free list of run folders.
 
     A path that is itself a record is taken as it is; otherwise its immediate
-    sub-folders that are records are taken.  A path that does not exist, or a
-    folder with no record in it, raises :class:`UserError`.
+    sub-folders that are records are taken.  With ``outputs`` (a file name or
+    a tuple of names), a sub-folder holding none of them (a run still
+    training) is left out and, if ``skipped`` is a list, appended to it; a run
+    named directly is always kept (loading it then says what is missing).
+    A path that does not exist, or a folder with no record in it, raises
+    :class:`UserError`.
     """
+    if isinstance(outputs, str):
+        outputs = (outputs,)
     runs = []
     for path in paths:
         path = os.fspath(path)
@@ -299,6 +305,13 @@ def find_runs(paths):
             raise _not_a_record(path, CONFIG) if not children else UserError(
                 f"{path} holds no run records (no sub-folder has {CONFIG} and {HIERARCHY})"
             )
+        if outputs:
+            ready = [c for c in found if any(os.path.isfile(os.path.join(c, name)) for name in outputs)]
+            if skipped is not None:
+                skipped.extend(c for c in found if c not in ready)
+            if not ready:
+                raise UserError(f"{path} holds no finished runs: no run folder in it has {outputs[0]}")
+            found = ready
         runs.extend(found)
     unique, seen = [], set()
     for run in runs:

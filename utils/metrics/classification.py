@@ -8,26 +8,35 @@ ties broken by the lower class index (:func:`topk`).
 import numpy as np
 
 
+def _topk_sets_exact(values, k):
+    """Column indices of the k largest entries per row, in index order, ties at the k-th value by lower index."""
+    n, m = values.shape
+    kth = np.partition(values, m - k, axis=1)[:, m - k]  # the k-th largest value of each row
+    above = values > kth[:, None]
+    ties = values == kth[:, None]
+    need = k - above.sum(axis=1)
+    chosen = above | (ties & (np.cumsum(ties, axis=1) <= need[:, None]))
+    return np.nonzero(chosen)[1].reshape(n, k)  # row-major: index order within a row
+
+
 def topk(values, k):
     """Column indices of the ``k`` largest entries of each row, largest first, ties by lower index.
 
-    Exact and O(rows x columns): a partition finds the k-th largest value, the
-    entries above it are taken, and the entries equal to it fill the remaining
-    places in index order; only the k chosen entries are then sorted.
+    Exact and O(rows x columns): ``argpartition`` finds k largest entries and
+    the k-th largest value; where more than k entries reach that value (a tie
+    at the boundary), the row is redone so the lower indices win.  Only the k
+    chosen entries are then sorted (by value, then index).
     """
     values = np.asarray(values)
     n, m = values.shape
     if k >= m:
         return np.argsort(-values, axis=1, kind="stable")
-    kth = np.partition(values, m - k, axis=1)[:, m - k]  # the k-th largest value of each row
-    above = values > kth[:, None]
-    ties = values == kth[:, None]
-    need = k - above.sum(axis=1)
-    if np.array_equal(ties.sum(axis=1), need):
-        chosen = above | ties
-    else:
-        chosen = above | (ties & (np.cumsum(ties, axis=1) <= need[:, None]))
-    cols = np.nonzero(chosen)[1].reshape(n, k)  # row-major: index order within a row
+    cols = np.argpartition(values, m - k, axis=1)[:, m - k :]
+    kth = np.take_along_axis(values, cols[:, :1], axis=1)  # position m - k holds the k-th largest
+    tied = np.flatnonzero(np.count_nonzero(values >= kth, axis=1) > k)
+    if tied.size:
+        cols[tied] = _topk_sets_exact(values[tied], k)
+    cols.sort(axis=1)  # index order, so the stable sort below breaks ties by index
     order = np.argsort(-np.take_along_axis(values, cols, axis=1), axis=1, kind="stable")
     return np.take_along_axis(cols, order, axis=1)
 

@@ -128,7 +128,7 @@ def classification_metrics(scores, labels, hierarchy):
 
 
 # ------------------------------------------------------------ everything
-def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_bytes=128 << 20):
+def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_bytes=16 << 20, workers=None):
     """All measures of one run from its config, hierarchy and outputs arrays."""
     distance = str(config.get("distance", "euc"))
     beta = float(config.get("beta", 1.0) if config.get("beta") is not None else 1.0)
@@ -158,10 +158,10 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
     result.newick["taxonomy"] = trees.taxonomy_newick(hierarchy)
 
     sim = hierarchy.similarities(distance, beta)
-    curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes)
+    curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
     for k in ret_m.HS_REPORTED:
         metrics[f"hs@{k}"] = _maybe(curve[k - 1]) if k <= curve.size else None
-    metrics["ahs250"] = ret_m.ahs(curve)
+    metrics["ahs250"] = _maybe(ret_m.ahs(curve))
     result.hs = curve
 
     columns = ["scores", "level", "group", "name", "support", "predicted", "correct", "precision", "recall", "f1"]

@@ -9,8 +9,11 @@ Nothing of size N x N is ever sorted or held: the similarities are computed
 one block of queries at a time and reduced to the top ``k_max`` neighbours
 with an exact O(N) selection (:func:`utils.metrics.classification.topk`); the
 ideal sums come from the class counts alone.  Memory is O(N k_max) plus one
-block.
+block per worker thread.
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from utils.metrics.classification import topk
@@ -45,18 +48,34 @@ def ideal_similarity_sums(labels, sim, k_max):
     return np.cumsum(item, axis=1)
 
 
+MIN_BLOCK_ROWS = 256  # thin blocks re-read all N embeddings per few queries: keep at least this many rows
+MAX_BLOCK_BYTES = 256 << 20  # ... unless a block of that many rows would exceed this
+
+
 def _block_size(n, block_bytes):
-    return int(max(1, min(n, block_bytes // (4 * max(n, 1)))))
+    """Query rows per block: ``block_bytes`` of float32 similarities, but at least
+    ``MIN_BLOCK_ROWS`` rows while those stay under ``MAX_BLOCK_BYTES``."""
+    n = max(n, 1)
+    rows = max(block_bytes // (4 * n), min(MIN_BLOCK_ROWS, MAX_BLOCK_BYTES // (4 * n)))
+    return int(max(1, min(n, rows)))
 
 
-def hs_curve(embeddings, labels, sim, k_max=HS_K_MAX, block_bytes=128 << 20):
+def default_workers():
+    """Threads for hs@k blocks: the CPU count, at most 8 (numpy's partition and BLAS release the GIL)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def hs_curve(embeddings, labels, sim, k_max=HS_K_MAX, block_bytes=16 << 20, workers=None):
     """``hs@k`` for k = 1 .. min(k_max, N - 1): array whose entry k - 1 is ``hs@k``.
 
     For each query: the sum of class similarities ``sim[y_query, y_neighbour]``
     of its k nearest neighbours (cosine similarity, query excluded, ties by
     lower index), divided by the largest sum any k other test images could
     give (:func:`ideal_similarity_sums`); averaged over queries.
-    ``block_bytes`` bounds the float32 similarity block of one chunk of queries.
+    ``block_bytes`` bounds the float32 similarity block of one chunk of
+    queries (small blocks stay in cache); ``workers`` threads handle blocks
+    side by side, so peak memory is about ``workers * block_bytes`` plus
+    O(N k_max).
     """
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
@@ -66,16 +85,24 @@ def hs_curve(embeddings, labels, sim, k_max=HS_K_MAX, block_bytes=128 << 20):
         return np.empty(0)
     sim = np.asarray(sim, dtype=np.float64)
     ideal = ideal_similarity_sums(labels, sim, k)
-    total = np.zeros(k)
     step = _block_size(n, block_bytes)
-    for start in range(0, n, step):
+
+    def block(start):
         stop = min(n, start + step)
-        block = x[start:stop] @ x.T  # cosine similarity of normalised rows
-        block[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # exclude the query itself
-        neighbours = topk(block, k)
+        sims = x[start:stop] @ x.T  # cosine similarity of normalised rows
+        sims[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # exclude the query itself
+        neighbours = topk(sims, k)
         q = labels[start:stop]
         gains = sim[q[:, None], labels[neighbours]]
-        total += (np.cumsum(gains, axis=1) / ideal[q]).sum(axis=0)
+        return (np.cumsum(gains, axis=1) / ideal[q]).sum(axis=0)
+
+    starts = range(0, n, step)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if workers == 1 or len(starts) == 1:
+        total = sum(block(s) for s in starts)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            total = sum(pool.map(block, starts))
     return total / n
 
 
