@@ -118,7 +118,7 @@ def plot_history(path, history):
     x = epoch if epoch is not None else pd.Series(np.arange(1, len(history) + 1))
     panels = [
         ("loss", [("train_loss", "train")]),
-        ("accuracy", [("train_acc", "train"), ("val_acc", "val (W)"), ("val_acc_proto", "val (prototypes)")]),
+        ("accuracy", [("train_acc", "train"), ("val_acc", "val (W)"), ("val_acc_proto", "val (prototypes)"), ("test_acc", "test (W)")]),
         ("scale", [("scale", "s")]),
     ]
     panels = [(t, [(c, lab) for c, lab in cols if _column(history, c) is not None]) for t, cols in panels]

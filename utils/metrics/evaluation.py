@@ -180,7 +180,7 @@ def options_label(config):
         parts.append(f"beta={config['beta']}")
     if config.get("ema") and config.get("alpha") not in (None, 0.01):
         parts.append(f"alpha={config['alpha']}")
-    if config.get("resize"):
+    if config.get("resize") and config.get("resize") != config.get("resize_default"):
         parts.append(f"resize={config['resize']}")
     if config.get("epochs") == 0:
         parts.append("untrained")
@@ -202,12 +202,12 @@ def summarise(rows):
     grouped = values.groupby(frame["group"], sort=False)
     mean = grouped.mean()
     std = grouped.std(ddof=1)
-    out = frame.groupby("group", sort=False)[keys[1:]].first()
-    out.insert(len(out.columns), "n_runs", grouped.size())
-    parts = [out]
+    columns = {key: frame.groupby("group", sort=False)[key].first() for key in keys[1:]}
+    columns["n_runs"] = grouped.size()
     for name in metric_names:
-        parts.append(pd.DataFrame({f"{name}_mean": mean[name], f"{name}_std": std[name]}))
-    return pd.concat(parts, axis=1).reset_index()
+        columns[f"{name}_mean"] = mean[name]
+        columns[f"{name}_std"] = std[name]
+    return pd.DataFrame(columns).rename_axis("group").reset_index()
 
 
 SUMMARY_TABLES = (
