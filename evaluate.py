@@ -127,7 +127,7 @@ def write_run_files(run, result, last, plots):
     from utils import plots as P
 
     distance = str(run.config.get("distance", "euc"))
-    for kind in ("W", "proto"):
+    for kind in ("W", "proto") if run.hierarchy.n_classes >= 2 else ():
         P.plot_trees(out(f"tree_{kind}.png"), result.linkage[kind], result.linkage["true"], run.hierarchy, kind)
         P.plot_distances(out(f"distances_{kind}.png"), result.distances[kind], run.hierarchy, kind, distance)
     if result.hs.size:

@@ -253,3 +253,15 @@ def test_help_lists_the_options():
     assert result.returncode == 0
     for flag in ("--last", "--no_plots", "--summary_dir", "--n_perm"):
         assert flag in result.stdout
+
+
+def test_training_curves_tolerate_missing_columns_and_empty_values(tmp_path):
+    from utils import plots
+
+    partial = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [2.0, None, 1.0], "val_acc": [None, None, None]})
+    assert plots.plot_history(tmp_path / "a.png", partial) is True
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    # nothing numeric to draw: no file, no error
+    assert plots.plot_history(tmp_path / "b.png", pd.DataFrame({"epoch": [1], "val_acc": [None]})) is False
+    assert plots.plot_history(tmp_path / "c.png", None) is False
+    assert not (tmp_path / "b.png").exists() and not (tmp_path / "c.png").exists()

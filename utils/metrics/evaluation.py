@@ -47,11 +47,22 @@ def _maybe(value):
 
 
 # ------------------------------------------------------------ representations
-def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PERM, seed=0):
+def reference_trees(hierarchy):
+    """The splits every representative tree is compared with: WPGMA and UPGMA of ``d_T``, and the taxonomy."""
+    return {
+        "wpgma": trees.tree_splits(hierarchy.distances, "wpgma")[0],
+        "upgma": trees.tree_splits(hierarchy.distances, "upgma")[0],
+        "taxonomy": trees.bipartitions(trees.taxonomy_clusters(hierarchy)),
+    }
+
+
+def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PERM, seed=0, reference=None):
     """Hierarchical inference of one set of representatives (names without the _W/_proto suffix).
 
-    Also returns the distance matrix, the WPGMA linkage and the Newick text.
+    ``reference``: :func:`reference_trees` of the hierarchy (computed here when
+    not given).  Also returns the distance matrix and the WPGMA linkage.
     """
+    reference = reference_trees(hierarchy) if reference is None else reference
     D = rep_m.representative_distances(reps, distance)
     D_T = hierarchy.distances
     out = {}
@@ -68,13 +79,9 @@ def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PER
         out[f"p1_{level}"], out[f"rp_{level}"], out[f"mapr_{level}"] = p1, rp, mapr
 
     splits, Z = trees.tree_splits(D, "wpgma")
-    true_splits, _ = trees.tree_splits(D_T, "wpgma")
-    out["rf"], out["rf_max"], out["rf_norm"] = trees.robinson_foulds(splits, true_splits)
-    up_splits, _ = trees.tree_splits(D, "upgma")
-    up_true, _ = trees.tree_splits(D_T, "upgma")
-    out["rf_upgma"] = trees.robinson_foulds(up_splits, up_true)[2]
-    tax_splits = trees.bipartitions(trees.taxonomy_clusters(hierarchy))
-    out["rf_taxonomy"] = trees.robinson_foulds(splits, tax_splits)[2]
+    out["rf"], out["rf_max"], out["rf_norm"] = trees.robinson_foulds(splits, reference["wpgma"])
+    out["rf_upgma"] = trees.robinson_foulds(trees.tree_splits(D, "upgma")[0], reference["upgma"])[2]
+    out["rf_taxonomy"] = trees.robinson_foulds(splits, reference["taxonomy"])[2]
     return {k: _maybe(v) if not isinstance(v, int) else v for k, v in out.items()}, D, Z
 
 
@@ -147,8 +154,9 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
         confusion.update({f"{suffix}_{k}": v for k, v in cms.items()})
 
     result = Evaluation(metrics, None, confusion, None)
+    reference = reference_trees(hierarchy)
     for suffix, key in [("W", "representatives"), ("proto", "prototypes")]:
-        values, D, Z = representation_metrics(outputs[key], hierarchy, distance, living, n_perm, seed)
+        values, D, Z = representation_metrics(outputs[key], hierarchy, distance, living, n_perm, seed, reference)
         metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
         result.distances[suffix] = D
         result.linkage[suffix] = Z
