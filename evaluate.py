@@ -191,7 +191,10 @@ def main(argv=None):
             run.config, run.hierarchy, run.outputs, n_perm=args.n_perm, seed=args.perm_seed,
             block_bytes=args.block_mb << 20, workers=args.workers,
         )
-        write_run_files(run, result, args.last, plots=not args.no_plots)
+        try:
+            write_run_files(run, result, args.last, plots=not args.no_plots)
+        except OSError as err:
+            raise UserError(f"cannot write the results into {run.path}: {err.strerror or err}; check its permissions") from None
         if not args.quiet:
             tqdm.write(run_block(run, result.metrics) + "\n")
         c = run.config
@@ -211,8 +214,11 @@ def main(argv=None):
         folder = summary_folder(run_dirs, args.summary_dir)
         summary = summarise(rows)
         text = summary_markdown(summary)
-        write_dataframe_csv(os.path.join(folder, suffixed(record.SUMMARY_CSV, args.last)), summary)
-        write_text(os.path.join(folder, suffixed(record.SUMMARY_MD, args.last)), text + "\n")
+        try:
+            write_dataframe_csv(os.path.join(folder, suffixed(record.SUMMARY_CSV, args.last)), summary)
+            write_text(os.path.join(folder, suffixed(record.SUMMARY_MD, args.last)), text + "\n")
+        except OSError as err:
+            raise UserError(f"cannot write the summary into {folder}: {err.strerror or err}; choose a folder with --summary_dir") from None
         print(text)
         print(f"summary written to {os.path.join(folder, suffixed(record.SUMMARY_CSV, args.last))} and .md")
     return 0
