@@ -158,3 +158,26 @@ def test_missing_dataset_folder_is_one_line_from_the_command_line(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "MicroS" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(data_root, tmp_path, capsys,
+                                                                                     monkeypatch):
+    from losses.head import ClassHead
+
+    calls = {"n": 0}
+    real_loss = ClassHead.loss
+
+    def loss_that_explodes(self, f, labels):
+        calls["n"] += 1
+        loss, z, cos = real_loss(self, f, labels)
+        return (loss * float("nan") if calls["n"] == 12 else loss), z, cos  # 9 steps per epoch: epoch 2, step 3
+
+    monkeypatch.setattr(ClassHead, "loss", loss_that_explodes)
+    with pytest.raises(SystemExit) as exc:
+        run(data_root, tmp_path, epochs=3)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "non-finite loss at epoch 2, step 3" in err and err.count("\n") == 1
+    run_dir = tmp_path / "synthetic_simple_DR_euc_rand_seed1"
+    assert torch.load(run_dir / record.CHECKPOINT_LAST, weights_only=True)["epoch"] == 1
+    assert list(pd.read_csv(run_dir / record.HISTORY)["epoch"]) == [1]
