@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from datasets import default_data_root, ensure_synthetic, load_plankton
+from datasets import ensure_synthetic, load_plankton
 from utils.cli import build_parser
 from utils.errors import exit_on_user_error
 from utils.trainer import train
@@ -58,11 +58,10 @@ def load_data(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = build(argv).parse_args(argv)
-    args.data_root = args.data_root or default_data_root(os.path.dirname(os.path.abspath(__file__)))
     if args.dataset == "synthetic":
         args.rand_backbone = True  # the small CNN has no pretrained weights
     workers = 0 if args.dataset == "synthetic" else 4
-    return train(args, load_data, default_workers=workers)
+    return train(args, load_data, default_workers=workers, script_dir=os.path.dirname(os.path.abspath(__file__)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ with torchvision where the network allows.  The record goes to record/<run name>
 """
 import os
 
-from datasets import default_data_root, load_cifar100
+from datasets import load_cifar100
 from utils.cli import build_parser
 from utils.errors import exit_on_user_error
 from utils.trainer import train
@@ -35,8 +35,7 @@ def load_data(args):
 @exit_on_user_error
 def main(argv=None):
     args = build().parse_args(argv)
-    args.data_root = args.data_root or default_data_root(os.path.dirname(os.path.abspath(__file__)))
-    return train(args, load_data, default_workers=2)
+    return train(args, load_data, default_workers=2, script_dir=os.path.dirname(os.path.abspath(__file__)))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ image_class_labels.txt, train_test_split.txt).  The record goes to record/<run n
 """
 import os
 
-from datasets import default_data_root, load_nabirds
+from datasets import load_nabirds
 from utils.cli import build_parser
 from utils.errors import exit_on_user_error
 from utils.trainer import train
@@ -35,8 +35,7 @@ def load_data(args):
 @exit_on_user_error
 def main(argv=None):
     args = build().parse_args(argv)
-    args.data_root = args.data_root or default_data_root(os.path.dirname(os.path.abspath(__file__)))
-    return train(args, load_data, default_workers=4)
+    return train(args, load_data, default_workers=4, script_dir=os.path.dirname(os.path.abspath(__file__)))
 
 
 if __name__ == "__main__":

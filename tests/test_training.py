@@ -158,6 +158,7 @@ def test_missing_dataset_folder_is_one_line_from_the_command_line(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "MicroS" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "rec").exists()  # nothing is written for a run that cannot start
 
 
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(data_root, tmp_path, capsys,

@@ -33,6 +33,7 @@ import torch
 import torchvision
 from tqdm import tqdm
 
+from datasets import default_data_root
 from losses.distances import normalize
 from losses.head import ClassHead
 from losses.mds import fit_mds
@@ -183,7 +184,8 @@ def _versions():
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__}
 
 
-def _prepare_run_dir(args, name):
+def _check_run_dir(args, name):
+    """The run folder, checked against --resume/--overwrite; nothing is created or removed yet."""
     run_dir = os.path.join(args.record_dir, name)
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise UserError(f"{run_dir} exists and is not a folder; remove it or choose another --record_dir")
@@ -191,15 +193,22 @@ def _prepare_run_dir(args, name):
     if args.resume:
         if not os.path.isfile(os.path.join(run_dir, record.CHECKPOINT_LAST)):
             raise UserError(f"--resume: {run_dir} has no {record.CHECKPOINT_LAST}; start the run without --resume")
-    elif exists:
-        if not args.overwrite:
-            raise UserError(
-                f"{run_dir} already holds a run; continue it with --resume, replace it with --overwrite, "
-                f"or change --seed/--record_dir"
-            )
-        shutil.rmtree(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
+    elif exists and not args.overwrite:
+        raise UserError(
+            f"{run_dir} already holds a run; continue it with --resume, replace it with --overwrite, "
+            f"or change --seed/--record_dir"
+        )
     return run_dir
+
+
+def _make_run_dir(args, run_dir):
+    """Create the run folder (emptied first with --overwrite) once the data have loaded."""
+    if args.overwrite and os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create {run_dir} ({err.strerror}); choose a writable --record_dir") from None
 
 
 def training_prototypes(model, head, train_loader, device, seed):
@@ -228,26 +237,34 @@ def write_outputs(path, model, head, prototypes, eval_loader, device, split):
 
 
 # ----------------------------------------------------------------------------- main
-def train(args, load_data, default_workers=4):
-    """Run one training job.  ``load_data(args)`` returns a ``datasets.DataSplits``."""
+def train(args, load_data, default_workers=4, script_dir=None):
+    """Run one training job.  ``load_data(args)`` returns a ``datasets.DataSplits``.
+
+    ``args.data_root`` defaults to ``DATA_init`` of a ``config.json`` in
+    ``script_dir`` (the training scripts' folder), else ``./data``.
+    """
     check_args(args)
+    if args.data_root is None:
+        args.data_root = default_data_root(script_dir or os.curdir)
     name = run_name(args)
-    run_dir = _prepare_run_dir(args, name)
-    log = _setup_logging(run_dir)
-    device = resolve_device(args, log.info)
+    run_dir = _check_run_dir(args, name)
+    device = resolve_device(args)
     num_workers = default_workers if args.num_workers is None else args.num_workers
     start = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    log.info(f"run {name} on {device} -> {run_dir}")
 
+    # Bad data stop the run here, before anything is written.
     seed_everything(args.seed)
     data = load_data(args)
     hierarchy = data.hierarchy
     C = hierarchy.n_classes
-    log.info(data.summary())
     if C < 2:
         raise UserError(f"{data.name} has {C} class; classification needs at least 2 classes")
     if len(data.train) == 0:
         raise UserError(f"{data.name}: the training split is empty; add images or lower the validation/test share")
+    _make_run_dir(args, run_dir)
+    log = _setup_logging(run_dir)
+    log.info(f"run {name} on {device} -> {run_dir}")
+    log.info(data.summary())
 
     # The network and head are initialised from the seed alone (not from data loading).
     seed_everything(args.seed)
