@@ -30,7 +30,7 @@ def parse_args(argv=None):
         prog="evaluate.py",
         description=__doc__.split("\n\n")[0].strip()
         + " Computes the hierarchical-inference, hierarchy-informed classification and retrieval"
-        " metrics of SPEC section 7 from record/<run>/ and writes them into the run folder.",
+        " metrics of the paper from record/<run>/ and writes them into the run folder.",
         epilog="Exit status 2 with one line on stderr when a folder is not a run record or its arrays disagree.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,4 +1,4 @@
-"""Dataset loaders (SPEC section 3); see ``docs/datasets.md``.
+"""Dataset loaders; see ``docs/datasets.md``.
 
 Every loader returns a :class:`DataSplits` whose datasets yield
 ``(image, label, wh)``: a float32 ``[C, S, S]`` image in [0, 1], the int label

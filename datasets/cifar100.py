@@ -1,4 +1,4 @@
-"""CIFAR-100 from the official "python version" (SPEC 3.2).
+"""CIFAR-100 from the official "python version" (docs/datasets.md).
 
 Input: ``<data_root>/cifar-100-python/`` with ``train``, ``test`` and ``meta``,
 or ``<data_root>/cifar-100-python.tar.gz`` (read in memory, nothing extracted).
@@ -248,7 +248,7 @@ def _fine_to_coarse(fine, coarse, n_fine, where):
 
 # -------------------------------------------------------------------- loader
 def load_cifar100(data_root, *, use_val=False, small=False, seed=0, resize=None, aug=False, download=False):
-    """CIFAR-100 (SPEC 3.2); returns :class:`DataSplits`.
+    """CIFAR-100 (docs/datasets.md); returns :class:`DataSplits`.
 
     Test: the official test images.  Train: the official training images;
     ``use_val`` moves a seeded 10% into validation (45,000 / 5,000);

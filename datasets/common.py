@@ -303,7 +303,7 @@ def _count(n, fraction):
 
 
 def random_split(n, *, use_val, seed, val_fraction=0.1, test_fraction=None):
-    """Seeded random train / val / test split of ``n`` items (SPEC 3.1, 3.3).
+    """Seeded random train / val / test split of ``n`` items (docs/datasets.md).
 
     With ``use_val``: 70 / 10 / 20 (test 20%, val 10%, train the rest); without:
     90 / 10 (test 10%, train the rest).  One ``numpy.random.default_rng(seed)``

@@ -1,4 +1,4 @@
-"""NABirds from the folder as distributed (SPEC 3.3).
+"""NABirds from the folder as distributed (docs/datasets.md).
 
 ``<data_root>/nabirds/`` holds ``images/<class id>/*.jpg`` and the text tables
 (space-separated, one record a line):
@@ -75,7 +75,7 @@ def class_paths(names, parents, class_ids):
 
 
 def load_nabirds(data_root, *, use_val=False, seed=0, resize=128, aug=False, official_split=False, cache=None):
-    """NABirds (SPEC 3.3); returns :class:`DataSplits`.
+    """NABirds (docs/datasets.md); returns :class:`DataSplits`.
 
     Split: seeded random 70/10/20 (``use_val``) or 90/10 over all images; with
     ``official_split`` the test set is ``train_test_split.txt``'s test images

@@ -1,4 +1,4 @@
-"""The synthetic taxonomy dataset (SPEC 3.4), written in the taxonomy-folder format.
+"""The synthetic taxonomy dataset (docs/datasets.md), written in the taxonomy-folder format.
 
 From a seed, :func:`generate_synthetic` draws a ragged class tree and visual
 attributes for its nodes: object and background colour, outline (number and

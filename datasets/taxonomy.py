@@ -1,4 +1,4 @@
-"""Taxonomy-folder datasets: MicroS, MicroL, MesoZ, the synthetic set, any user folder (SPEC 3.1).
+"""Taxonomy-folder datasets: MicroS, MicroL, MesoZ, the synthetic set, any user folder (docs/datasets.md).
 
 A dataset folder's sub-folder tree is the taxonomy.  Every folder that directly
 holds images is a class (also when it has sub-folders: such a class is an
@@ -116,7 +116,7 @@ def scan_taxonomy(folder):
 
 
 def load_taxonomy_folder(folder, *, name=None, gray=False, resize=128, use_val=False, seed=0, cache=None):
-    """Read a taxonomy-folder dataset (SPEC 3.1); returns :class:`DataSplits`.
+    """Read a taxonomy-folder dataset (docs/datasets.md); returns :class:`DataSplits`.
 
     Split: seeded random 70/10/20 train/val/test with ``use_val``, else 90/10.
     ``cache``: keep the decoded, resized images in memory (None: when they fit
@@ -225,7 +225,7 @@ def resolve_filepaths(filepaths, *, data_root, name, csv_folder, where):
 
 def load_csv_description(class_csv, image_csv, *, data_root, gray=False, resize=128, use_val=False, seed=0,
                          name=None, cache=None):
-    """Read the original two-CSV description (SPEC 3.1).
+    """Read the original two-CSV description (docs/datasets.md).
 
     ``class_csv``: columns ``Class,Path,Number`` (``Number``, the image count,
     is informational only).  ``image_csv``: columns ``Filepath,Class`` where
@@ -326,7 +326,7 @@ def find_csv_description(folder):
 
 # ------------------------------------------------------------------ plankton
 def load_plankton(data_root, name, *, use_val=False, seed=0, resize=None, gray=None, cache=None):
-    """``<data_root>/<name>/`` as a plankton / taxonomy dataset (SPEC 3.1, 3.4).
+    """``<data_root>/<name>/`` as a plankton / taxonomy dataset (docs/datasets.md).
 
     * ``gray`` defaults to True for MesoZ, False otherwise.
     * ``resize`` defaults to 128 (the synthetic set: ``SYNTHETIC_RESIZE``).

@@ -1,4 +1,4 @@
-"""CORR loss (``--method DR --mds_W --CORR``, SPEC 5).
+"""CORR loss (``--method DR --mds_W --CORR``).
 
 With the representatives fixed by MDS, the embedding is pulled toward its
 class representative: ``sum over the batch of (1 - cos(f^, w^_y))``.

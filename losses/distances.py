@@ -1,4 +1,4 @@
-"""Distances between embeddings and class representatives (SPEC 5).
+"""Distances between embeddings and class representatives.
 
 With ``f^ = f/|f|`` and ``w^ = w/|w|``:  ``cos = f^ . w^``,
 ``d_euc = sqrt(2 - 2 cos)`` (the chord between unit vectors) and

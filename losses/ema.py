@@ -1,4 +1,4 @@
-"""``--ema``: class representatives as exponential moving averages (SPEC 5).
+"""``--ema``: class representatives as exponential moving averages.
 
 ``W`` gets no gradient.  After each optimiser step, for every class ``c`` in the
 batch, ``m_c`` is the normalised mean of the batch's normalised embeddings of

@@ -1,4 +1,4 @@
-"""``--mds_W``: representatives placed by metric MDS on the class tree (SPEC 5).
+"""``--mds_W``: representatives placed by metric MDS on the class tree.
 
 Fit ``C`` unit vectors whose pairwise distances (chord for ``euc``, angle for
 ``arccos``) match ``T(d_T)``, by minimising the normalised stress

@@ -1,4 +1,4 @@
-"""The scale ``s`` of NormFace and ProxyDR: fixed, or ``--dynamic`` (SPEC 5).
+"""The scale ``s`` of NormFace and ProxyDR: fixed, or ``--dynamic``.
 
 The dynamic scale puts the steepest point of the target probability at the
 median target distance.  With ``B`` = the batch mean over samples of the sum

@@ -1,4 +1,4 @@
-"""Class scores ``z_c`` of the four methods (SPEC 5) - each formula once.
+"""Class scores ``z_c`` of the four methods - each formula once.
 
 All methods predict ``argmax z`` and (except CORR) train with cross-entropy on
 ``z``.  ``s`` is the scale (a float or a 0-d tensor, already detached where the

@@ -1,4 +1,4 @@
-"""Backbones (SPEC 4): Inception-v3, ResNet-50, ResNet-18 and a small CNN.
+"""Backbones: Inception-v3, ResNet-50, ResNet-18 and a small CNN.
 
 Pretrained ImageNet weights come from torchvision's weight enums (never
 ``torch.hub`` from a code repository).  The first convolution is always replaced

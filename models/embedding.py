@@ -1,4 +1,4 @@
-"""The embedding network: backbone, 128-d head and the optional size branch (SPEC 4).
+"""The embedding network: backbone, 128-d head and the optional size branch.
 
 ``f = Linear(features, 128)(backbone(x))``; with ``--size_inform`` the original
 image width and height enter as ``Linear(2, 128)(log [w, h])``, added to ``f``.

@@ -1,4 +1,4 @@
-"""Every measure of SPEC 7 on tiny hand-worked cases, plus cross-checks against independent libraries.
+"""Every evaluation measure on tiny hand-worked cases, plus cross-checks against independent libraries.
 
 Expected numbers are worked out by hand in the comments next to them.
 """

@@ -1,6 +1,6 @@
 """Command-line flags shared by the three training scripts, their checks, and run names.
 
-Flag names and meanings follow the paper's code (SPEC 8); each training script
+Flag names and meanings follow the paper's code; each training script
 adds its dataset flags and defaults and hands the parsed arguments to
 ``utils.trainer.train``.
 """

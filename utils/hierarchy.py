@@ -7,7 +7,7 @@ names may contain ``/`` (NABirds: "Female/juvenile").  Paths may differ in
 length, and one class may be an ancestor of another (a plankton folder can hold
 images and sub-folders).
 
-Formulas (SPEC section 2):
+Formulas:
 
 * tree distance ``d_T(i, j) = (len_i - k) + (len_j - k)`` where ``k`` is the
   number of leading path elements the two paths share (edges on the shortest
@@ -30,7 +30,7 @@ DISTANCES = ("euc", "arccos")
 
 
 def transform(d, distance="euc", beta=1.0):
-    """Map tree distances to representative-space distances (SPEC 2).
+    """Map tree distances to representative-space distances.
 
     ``euc``: ``sqrt(2) d / (beta + d)`` (a chord length in [0, sqrt 2));
     ``arccos``: ``(pi/2) d / (beta + d)`` (an angle in [0, pi/2)).
@@ -45,7 +45,7 @@ def transform(d, distance="euc", beta=1.0):
 
 
 def class_similarity(d, distance="euc", beta=1.0):
-    """Similarity of two classes at tree distance ``d`` (HS@R, SPEC 2).
+    """Similarity of two classes at tree distance ``d`` (HS@R).
 
     ``euc``: ``1 - T(d)^2 / 2`` (the cosine of the chord); ``arccos``: ``cos T(d)``.
     Identical classes have similarity 1.

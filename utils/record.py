@@ -1,4 +1,4 @@
-"""The run record (SPEC section 6) in one place: file names, writing and reading.
+"""The run record (README, 'Run records') in one place: file names, writing and reading.
 
 One folder per run, ``record/<run name>/``, holds plain files only (JSON, CSV,
 ``npz`` of plain arrays, torch checkpoints), so opening someone else's record

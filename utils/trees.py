@@ -1,4 +1,4 @@
-"""Class trees: WPGMA / UPGMA clustering, bipartitions, Robinson-Foulds, Newick (SPEC 7).
+"""Class trees: WPGMA / UPGMA clustering, bipartitions, Robinson-Foulds, Newick (docs/evaluate.md).
 
 Agglomerative clustering is written here rather than taken from
 ``scipy.cluster.hierarchy.linkage`` for two reasons: the tie-breaking must be

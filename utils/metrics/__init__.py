@@ -1,4 +1,4 @@
-"""Every measure of SPEC section 7 as small, vectorised numpy functions under the paper's names.
+"""Every evaluation measure as small, vectorised numpy functions under the paper's names.
 
 * :mod:`utils.metrics.representation` - hierarchical inference of class
   representatives: ``corr_mean``, ``corr_elem``, ``corr_perm_p``,

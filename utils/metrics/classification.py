@@ -1,4 +1,4 @@
-"""Hierarchy-informed classification measures (SPEC 7), vectorised over images.
+"""Hierarchy-informed classification measures (docs/evaluate.md), vectorised over images.
 
 Inputs are class scores ``[N, C]`` (higher is better), true labels ``[N]`` and
 the tree distances ``D_T`` / level groups of :class:`utils.hierarchy.Hierarchy`.

@@ -1,4 +1,4 @@
-"""Every measure of SPEC 7 for one run, assembled under the names of ``metrics.json``.
+"""Every evaluation measure for one run, assembled under the names of ``metrics.json``.
 
 :func:`evaluate_outputs` is pure (arrays in, results out); ``evaluate.py``
 writes the files.  Names: a metric that exists for both the representatives W

@@ -1,4 +1,4 @@
-"""Hierarchical inference: how well class representatives match the class tree (SPEC 7).
+"""Hierarchical inference: how well class representatives match the class tree (docs/evaluate.md).
 
 Every function takes a representative distance matrix ``D`` (C x C, from
 :func:`representative_distances`) and the tree distances ``D_T`` (or level

@@ -1,4 +1,4 @@
-"""Hierarchy-informed retrieval: ``hs@k`` and ``ahs250`` (SPEC 7 and 10).
+"""Hierarchy-informed retrieval: ``hs@k`` and ``ahs250`` (docs/evaluate.md).
 
 The test embeddings are queries and database at once; the query itself is
 excluded, neighbours are ranked by cosine similarity (ties by lower index),
