@@ -182,3 +182,29 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_good_check
     run_dir = tmp_path / "synthetic_simple_DR_euc_rand_seed1"
     assert torch.load(run_dir / record.CHECKPOINT_LAST, weights_only=True)["epoch"] == 1
     assert list(pd.read_csv(run_dir / record.HISTORY)["epoch"]) == [1]
+
+
+def test_best_validation_checkpoint_is_evaluated_and_the_last_epoch_kept_apart(data_root, tmp_path, monkeypatch):
+    import utils.trainer as trainer
+
+    real_accuracy = trainer.accuracy
+    calls = {"n": 0}
+
+    def falling_accuracy(z, y):  # epoch 1 validates best (0.9), epoch 2 worse (0.1); others real
+        calls["n"] += 1
+        return {1: 0.9, 3: 0.1}.get(calls["n"], real_accuracy(z, y))
+
+    monkeypatch.setattr(trainer, "accuracy", falling_accuracy)
+    run_dir = run(data_root, tmp_path, "--use_val", "--method", "normface", epochs=2)
+    with open(os.path.join(run_dir, record.CONFIG)) as fh:
+        assert json.load(fh)["best_epoch"] == 1
+    best = torch.load(os.path.join(run_dir, record.CHECKPOINT_BEST), weights_only=True)
+    last = torch.load(os.path.join(run_dir, record.CHECKPOINT_LAST), weights_only=True)
+    assert best["epoch"] == 1 and last["epoch"] == 2
+    evaluated = record.load_outputs(os.path.join(run_dir, record.OUTPUTS_TEST))["representatives"]
+    final = record.load_outputs(os.path.join(run_dir, record.OUTPUTS_TEST_LAST))["representatives"]
+    normalize = torch.nn.functional.normalize
+    np.testing.assert_allclose(evaluated, normalize(best["head"]["W"]).numpy(), atol=1e-6)
+    np.testing.assert_allclose(final, normalize(last["head"]["W"]).numpy(), atol=1e-6)
+    assert not np.allclose(evaluated, final)
+    assert os.path.isfile(os.path.join(run_dir, record.OUTPUTS_VAL))
