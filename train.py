@@ -15,7 +15,6 @@ from utils.cli import build_parser
 from utils.errors import exit_on_user_error
 from utils.trainer import train
 
-PLANKTON = ("MicroS", "MicroL", "MesoZ")
 # The synthetic set: a small CNN from random weights for a few epochs, so the
 # plain command runs on a laptop CPU in about a minute.
 SYNTHETIC_DEFAULTS = dict(backbone="simple", epochs=8, resize=64)

@@ -83,11 +83,11 @@ class ClassHead(nn.Module):
         """``W`` with L2-normalised rows (what the records store)."""
         return normalize(self.W.detach())
 
-    def scores(self, f, reps=None):
-        """Scores of embeddings ``f`` against ``reps`` (default: ``W``)."""
+    def scores(self, f, reps=None, cos=None):
+        """Scores of embeddings ``f`` against ``reps`` (default: ``W``); ``cos`` if already computed."""
         reps = self.W if reps is None else reps
         return scores(
-            self.method, f, reps, s=self.scale, distance=self.distance, b=self.b, log_prior=self.log_prior
+            self.method, f, reps, s=self.scale, distance=self.distance, b=self.b, log_prior=self.log_prior, cos=cos
         )
 
     def main_parameters(self):
@@ -103,7 +103,7 @@ class ClassHead(nn.Module):
         for softmax), kept for :meth:`after_step`.
         """
         cos = None if self.method == "softmax" else cosine(f, self.W)
-        z = self.scores(f)
+        z = self.scores(f, cos=cos)
         if self.corr:
             return corr_loss(cos, labels), z, cos
         return F.cross_entropy(z, labels), z, cos

@@ -17,7 +17,7 @@ distance ratios.  ``LOG_EPS`` inside the log keeps it finite at distance 0.
 """
 import torch
 
-from losses.distances import angle_from_cos, chord_from_cos, cosine
+from losses.distances import angle_from_cos, cosine, distance_from_cos
 
 LOG_EPS = 1e-6
 METHODS = ("softmax", "normface", "DR")
@@ -37,22 +37,24 @@ def normface_scores(cos, s, distance):
 
 def proxydr_scores(cos, s, distance):
     """ProxyDR: ``-s log d`` with ``d`` the chord (euc) or the angle (arccos)."""
-    d = chord_from_cos(cos) if distance == "euc" else angle_from_cos(cos)
-    return -s * torch.log(d + LOG_EPS)
+    return -s * torch.log(distance_from_cos(cos, distance) + LOG_EPS)
 
 
-def scores(method, f, W, *, s=None, distance="euc", b=None, log_prior=None):
+def scores(method, f, W, *, s=None, distance="euc", b=None, log_prior=None, cos=None):
     """Scores of ``method`` for embeddings ``f`` against representatives ``W``.
 
     ``W`` may be the learned representatives or class prototypes: the same score
     function serves both.  ``log_prior`` (``--clspri``) is added to every score.
+    ``cos``: ``cosine(f, W)`` when the caller has it already (normface, DR).
     """
+    if method in ("normface", "DR") and cos is None:
+        cos = cosine(f, W)
     if method == "softmax":
         z = softmax_scores(f, W, b if b is not None else torch.zeros(len(W), device=f.device))
     elif method == "normface":
-        z = normface_scores(cosine(f, W), s, distance)
+        z = normface_scores(cos, s, distance)
     elif method == "DR":
-        z = proxydr_scores(cosine(f, W), s, distance)
+        z = proxydr_scores(cos, s, distance)
     else:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if log_prior is not None:

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from datasets import default_data_root
 from losses.distances import normalize
+from losses.ema import class_means
 from losses.head import ClassHead
 from losses.mds import fit_mds
 from losses.scale import solve_initial_scale
@@ -135,8 +136,9 @@ def train_epoch(model, head, loader, optimizer, scale_optimizer, device, epoch, 
         head.after_step(f, z, cos, y, scale_optimizer)
         loss_sum += loss.detach()
         correct += (z.detach().argmax(1) == y).sum()
-        sums.index_add_(0, y, normalize(f))
-        counts += torch.bincount(y, minlength=n_classes)
+        batch_sums, batch_counts = class_means(f, y, n_classes)
+        sums += batch_sums
+        counts += batch_counts
         n_seen += len(y)
     n_batches = max(len(loader), 1)
     return float(loss_sum) / n_batches, float(correct) / max(n_seen, 1), sums, counts
@@ -214,8 +216,7 @@ def _make_run_dir(args, run_dir):
 def training_prototypes(model, head, train_loader, device, seed):
     """Normalised class means of the normalised training-split embeddings (one eval pass)."""
     f, y = embed(model, train_loader, device, "prototypes")
-    sums = torch.zeros(head.n_classes, head.dim, device=device).index_add_(0, y, normalize(f))
-    return prototypes_from_sums(sums, torch.bincount(y, minlength=head.n_classes), seed)
+    return prototypes_from_sums(*class_means(f, y, head.n_classes), seed)
 
 
 def write_outputs(path, model, head, prototypes, eval_loader, device, split):
