@@ -31,10 +31,82 @@ def test_wpgma_and_upgma_by_hand():
         trees.agglomerate(D4, "single")
 
 
-def test_tie_rule_merges_lowest_slots_first():
-    # all distances equal: (0,1), then the merged cluster (slot 0) with 2, then with 3: a caterpillar
+def test_tie_rule_merges_the_last_tied_pair_of_the_scan():
+    # all distances equal: the scan i = 1..3, j < i ends at (3, 2); the merged cluster takes position 2,
+    # then the last pair is (2, 1) (the cluster {2,3} with 1), then (1, 0): a caterpillar from the end
     D = np.ones((4, 4)) - np.eye(4)
-    np.testing.assert_allclose(trees.agglomerate(D, "wpgma"), [[0, 1, 1, 2], [2, 4, 1, 3], [3, 5, 1, 4]])
+    np.testing.assert_allclose(trees.agglomerate(D, "wpgma"), [[2, 3, 1, 2], [1, 4, 1, 3], [0, 5, 1, 4]])
+
+
+# two groups {0,1,2} and {3,4,5}: distance 2 inside a group, 4 across; every merge is a tie
+D_TIED = np.array(
+    [
+        [0, 2, 2, 4, 4, 4],
+        [2, 0, 2, 4, 4, 4],
+        [2, 2, 0, 4, 4, 4],
+        [4, 4, 4, 0, 2, 2],
+        [4, 4, 4, 2, 0, 2],
+        [4, 4, 4, 2, 2, 0],
+    ],
+    dtype=float,
+)
+
+
+def test_tie_rule_on_a_tied_matrix_worked_by_hand():
+    # The paper's rule (last pair of the scan at the minimum, merged cluster at position j, i deleted):
+    # step 1: pairs at 2 in scan order (1,0) (2,0) (2,1) (4,3) (5,3) (5,4): last (5,4) -> {4,5} at position 4,
+    #         distances (2+2)/2 = 2 to 3 and 4 to 0..2; positions [0, 1, 2, 3, {4,5}]
+    # step 2: last pair at 2 is (4,3) -> {3,4,5} at position 3; positions [0, 1, 2, {3,4,5}]
+    # step 3: last pair at 2 is (2,1) -> {1,2} at position 1; positions [0, {1,2}, {3,4,5}]
+    # step 4: (1,0) at 2 -> {0,1,2}; step 5: the two groups at 4
+    Z = trees.agglomerate(D_TIED, "wpgma")
+    np.testing.assert_allclose(Z, [[4, 5, 2, 2], [3, 6, 2, 3], [1, 2, 2, 2], [0, 8, 2, 3], [7, 9, 4, 6]])
+    splits = trees.split_sides(trees.bipartitions(trees.linkage_clusters(Z)), 6)
+    assert splits == {frozenset({4, 5}), frozenset({3, 4, 5}), frozenset({1, 2})}
+    # the first-pair rule would merge {0,1}, {0,1,2}, {3,4}, {3,4,5}: splits {2,3,4,5}, {3,4,5}, {3,4}
+    first_pair = trees.bipartitions(_clusters(6, [{0, 1}, {0, 1, 2}, {3, 4}, {3, 4, 5}]))
+    assert trees.split_sides(first_pair, 6) == {frozenset({2, 3, 4, 5}), frozenset({3, 4, 5}), frozenset({3, 4})}
+    assert trees.robinson_foulds(trees.bipartitions(trees.linkage_clusters(Z)), first_pair) == (4, 6, 4 / 6)
+    # UPGMA follows the same rule; here every merge is between equal distances, so the same tree
+    np.testing.assert_allclose(trees.agglomerate(D_TIED, "upgma"), Z)
+
+
+def _paper_rule_clusters(D, method):
+    """The tie rule transcribed literally (list of positions, double scan, ``>=``): the set of clusters."""
+    d = [list(map(float, row)) for row in D]
+    members = [frozenset([c]) for c in range(len(d))]
+    found = set()
+    while len(d) > 1:
+        best, bi, bj = np.inf, -1, -1
+        for i in range(1, len(d)):
+            for j in range(i):
+                if best >= d[i][j]:
+                    best, bi, bj = d[i][j], i, j
+        ni, nj = len(members[bi]), len(members[bj])
+        for k in range(len(d)):
+            if k not in (bi, bj):
+                if method == "wpgma":
+                    v = (d[bi][k] + d[bj][k]) / 2.0
+                else:
+                    v = (ni * d[bi][k] + nj * d[bj][k]) / (ni + nj)
+                d[bj][k] = d[k][bj] = v
+        members[bj] = members[bi] | members[bj]
+        found.add(members[bj])
+        del d[bi]
+        for row in d:
+            del row[bi]
+        del members[bi]
+    return found
+
+
+@pytest.mark.parametrize("method", ["wpgma", "upgma"])
+def test_tie_rule_matches_a_literal_transcription_on_tree_distances(method):
+    rng = np.random.default_rng(12)
+    for trial in range(6):
+        h = _random_hierarchy(rng, 12 + trial)
+        Z = trees.agglomerate(h.distances, method)
+        ours = {frozenset(np.flatnonzero(r).tolist()) for r in trees.linkage_clusters(Z)}
+        assert ours == _paper_rule_clusters(h.distances, method)
 
 
 @pytest.mark.parametrize("method, scipy_method", [("wpgma", "weighted"), ("upgma", "average")])

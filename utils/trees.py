@@ -9,9 +9,13 @@ against scipy's ``weighted`` (WPGMA) and ``average`` (UPGMA) linkage as an
 independent implementation.  The output is a linkage matrix in scipy's format,
 so scipy's ``dendrogram`` draws it.
 
-Tie rule: among the closest pairs of current clusters, merge the pair whose
-lower working slot is smallest, then whose other slot is smallest; the merged
-cluster takes the lower slot.  Leaves start in slots 0..C-1 (class order).
+Tie rule (the paper's tree builder, faithful): the current clusters sit in a
+list of positions, initially the class order.  Each step scans the pairs
+``i = 1..m-1``, ``j = 0..i-1`` in that order and merges the *last* pair whose
+distance equals the minimum; the merged cluster takes position ``j`` and
+position ``i`` is deleted (later positions shift down by one).  The same rule
+serves WPGMA and UPGMA.  It matters for the tree of the integer distances
+``d_T``, which is full of ties; real-valued distances essentially never tie.
 
 A tree is compared as unrooted: each cluster S of the rooted tree gives the
 bipartition {S, rest}; it is non-trivial when both sides have at least two
@@ -41,27 +45,32 @@ def agglomerate(D, method="wpgma"):
     Z = np.zeros((max(n - 1, 0), 4))
     if n < 2:
         return Z
+    # Clusters live in fixed slots 0..C-1; a merge keeps the lower slot and retires the higher one,
+    # so the active slots in ascending order are exactly the paper's list of positions.  Retired
+    # slots and the diagonal hold +inf.  The last minimum of the whole symmetric matrix in row-major
+    # order lies in the row of the largest index among the tied pairs and in its largest column below
+    # the diagonal: the last pair (i, j), j < i, of the paper's scan.
     np.fill_diagonal(work, np.inf)
     ids = np.arange(n)
     sizes = np.ones(n)
+    last = n * n - 1
     for step in range(n - 1):
-        flat = int(np.argmin(work))  # row-major first minimum = the tie rule of the module docstring
-        i, j = divmod(flat, n)
-        i, j = min(i, j), max(i, j)
+        flat = last - int(np.argmin(work.ravel()[::-1]))  # argmin is the first minimum: reversed = last
+        i, j = divmod(flat, n)  # i > j: the merged cluster takes slot j, slot i retires
         height = work[i, j]
         if method == "wpgma":
             merged = (work[i] + work[j]) / 2.0
         else:
             merged = (sizes[i] * work[i] + sizes[j] * work[j]) / (sizes[i] + sizes[j])
         merged[i] = merged[j] = np.inf
-        work[i, :] = merged
-        work[:, i] = merged
-        work[j, :] = np.inf
-        work[:, j] = np.inf
+        work[j, :] = merged
+        work[:, j] = merged
+        work[i, :] = np.inf
+        work[:, i] = np.inf
         a, b = sorted((ids[i], ids[j]))
-        sizes[i] += sizes[j]
-        Z[step] = (a, b, height, sizes[i])
-        ids[i] = n + step
+        sizes[j] += sizes[i]
+        Z[step] = (a, b, height, sizes[j])
+        ids[j] = n + step
     return Z
 
 
