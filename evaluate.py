@@ -152,7 +152,7 @@ def run_block(run, metrics):
         f"{run.config.get('method', '?')}, {run.config.get('distance', '?')})"
     ]
     cls = ["acc", "top5", "ahc", "ahd5", "hp5", "ece"]
-    rep = ["corr_mean", "corr_elem", "corr_perm_p", "mapr_0", "rf_norm", "rf_taxonomy"]
+    rep = ["corr_mean", "corr_elem", "corr_perm_p", f"mapr_{metrics.get('headline_level') or 0}", "rf_norm", "rf_taxonomy"]
     head = "  " + " " * 6 + "".join(n.rjust(9) for n in cls) + "  |" + "".join(n.rjust(12) for n in rep)
     lines.append(head)
     for kind in ("W", "proto"):

@@ -295,6 +295,58 @@ def test_max_softmax_and_calibration_by_hand():
     assert mce == pytest.approx(0.49)
 
 
+def test_reliability_bins_and_calib_spearman_by_hand():
+    # bins of 1/15: 0.1 -> bin 1; 0.3, 0.31 -> bin 4; 0.5, 0.52 -> bin 7; 0.95, 1.0 -> bin 14
+    confidence = np.array([0.1, 0.3, 0.31, 0.5, 0.52, 0.95, 1.0])
+    correct = np.array([0, 1, 1, 0, 1, 1, 1])
+    count, conf_mean, accuracy = cm.reliability_bins(confidence, correct, 15)
+    assert count[[1, 4, 7, 14]].tolist() == [1, 2, 2, 2] and count.sum() == 7
+    np.testing.assert_allclose(conf_mean[[1, 4, 7, 14]], [0.1, 0.305, 0.51, 0.975])
+    np.testing.assert_allclose(accuracy[[1, 4, 7, 14]], [0.0, 1.0, 0.5, 1.0])
+    assert np.isnan(conf_mean[0]) and np.isnan(accuracy[0])
+    # non-empty bins: confidence ranks 1, 2, 3, 4; accuracy (0, 1, .5, 1) ranks 1, 3.5, 2, 3.5;
+    # centred: (-1.5, -.5, .5, 1.5) and (-1.5, 1, -.5, 1): dot 2.25 - .5 - .25 + 1.5 = 3,
+    # norms^2 5 and 4.5: r = 3 / sqrt(22.5)
+    r, p = cm.calib_spearman(confidence, correct, 15)
+    assert r == pytest.approx(3 / sqrt(22.5))
+    ref = stats.spearmanr([0.1, 0.305, 0.51, 0.975], [0.0, 1.0, 0.5, 1.0])
+    assert r == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+    # two non-empty bins: r = 1 (as scipy), no p-value; one bin: undefined
+    assert cm.calib_spearman([0.1, 0.9], [0, 1], 15) == (pytest.approx(1.0), None)
+    assert cm.calib_spearman([0.9, 0.91], [0, 1], 15) == (None, None)
+
+
+def test_pointbiserial_by_hand_and_against_scipy():
+    # correct confidences (0.9, 0.7), wrong (0.5, 0.3): M1 - M0 = 0.4; mean 0.6, population
+    # variance (.09 + .01 + .01 + .09) / 4 = 0.05; q1 = q0 = 1/2: r = 0.4 / sqrt(0.05) * 0.5 = 0.8944
+    r, p = cm.pointbiserial(np.array([1, 1, 0, 0]), np.array([0.9, 0.7, 0.5, 0.3]))
+    assert r == pytest.approx(0.4 / sqrt(0.05) * 0.5)
+    # t = r sqrt(2 / (1 - r^2)) = 0.8944 * sqrt(10) = 2.828 with 2 dof
+    assert p == pytest.approx(2 * stats.t.sf(0.4 / sqrt(0.05) * 0.5 * sqrt(2 / 0.2), 2))
+    rng = np.random.default_rng(3)
+    correct = rng.random(200) < 0.6
+    confidence = np.clip(0.5 + 0.2 * correct + rng.normal(0, 0.2, 200), 0, 1)
+    ref = stats.pointbiserialr(correct, confidence)
+    r, p = cm.pointbiserial(correct, confidence)
+    assert r == pytest.approx(ref.statistic, abs=1e-12) and p == pytest.approx(ref.pvalue, rel=1e-9)
+    assert cm.pointbiserial([1, 1, 1], [0.2, 0.5, 0.9]) == (None, None)  # never wrong: undefined
+    assert cm.pointbiserial([1, 0, 1], [0.5, 0.5, 0.5]) == (None, None)  # constant confidence
+
+
+def test_classification_metrics_report_the_calibration_correlations(h6):
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(6), 20)
+    scores = rng.normal(size=(120, 6)) + 2.0 * np.eye(6)[labels]
+    m, _, _ = classification_metrics(scores, labels, h6)
+    confidence = cm.max_softmax(scores)
+    correct = scores.argmax(axis=1) == labels
+    assert m["pointbiserial"] == pytest.approx(stats.pointbiserialr(correct, confidence).statistic)
+    _, conf_mean, accuracy = cm.reliability_bins(confidence, correct, 15)
+    ok = np.isfinite(conf_mean)
+    ref = stats.spearmanr(conf_mean[ok], accuracy[ok])
+    assert m["calib_spearman"] == pytest.approx(ref.statistic) and m["calib_spearman_p"] == pytest.approx(ref.pvalue)
+
+
 def test_precision_recall_f1_by_hand():
     pred = cm.predict(SCORES)  # (0, 2, 4, 5) for labels (0, 1, 3, 5)
     conf = cm.confusion_matrix(LABELS, pred, 6)
@@ -406,3 +458,6 @@ def test_representation_metrics_names_and_missing_level(h6):
     assert m["rf_norm"] == pytest.approx(m["rf"] / 6)
     assert 0.01 <= m["corr_perm_p"] <= 1.0 and (m["corr_perm_p"] * 100) == pytest.approx(round(m["corr_perm_p"] * 100))
     assert Z.shape == (5, 4) and D.shape == (6, 6)
+    i, j = np.triu_indices(6, 1)
+    ref = stats.spearmanr(D[i, j], h6.distances[i, j])
+    assert m["corr_elem"] == pytest.approx(ref.statistic) and m["corr_elem_p"] == pytest.approx(ref.pvalue)

@@ -137,6 +137,20 @@ def tree_splits(D, method="wpgma"):
     return bipartitions(linkage_clusters(Z)), Z
 
 
+def first_level_with_groups(hierarchy, at_least):
+    """The first level whose number of groups is at least ``at_least``; ``None`` when no level has that many.
+
+    A level with a single group (every class in it, e.g. NABirds level 0,
+    ``Birds``) is trivial: the headline retrieval level is the first level
+    with at least 2 groups, the tree plots colour leaves by the first level
+    with at least 3.
+    """
+    for level in range(hierarchy.n_levels):
+        if hierarchy.n_groups(level) >= at_least:
+            return level
+    return None
+
+
 # ------------------------------------------------------------------ Newick
 def newick_label(name):
     """A Newick label: kept as it is when plain, else single-quoted with inner quotes doubled.

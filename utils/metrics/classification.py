@@ -6,6 +6,9 @@ The prediction is the arg-max score; top-k lists are ordered by score with
 ties broken by the lower class index (:func:`topk`).
 """
 import numpy as np
+from scipy import stats
+
+from utils.metrics.representation import spearman_columns
 
 
 def _topk_sets_exact(values, k):
@@ -101,24 +104,80 @@ def max_softmax(scores):
     return 1.0 / np.exp(s).sum(axis=1)
 
 
-def calibration(confidence, correct, n_bins=15):
-    """``ece`` and ``mce`` over ``n_bins`` equal-width confidence bins.
+def reliability_bins(confidence, correct, n_bins=15):
+    """The reliability histogram: ``(count, mean confidence, accuracy)`` of each of ``n_bins`` bins.
 
     Bin b holds confidences in ``[b/n, (b+1)/n)``, and confidence 1.0 falls in
-    the last bin.  ECE = sum_b (n_b / N) |acc_b - conf_b|; MCE = the largest
-    |acc_b - conf_b| over non-empty bins.  Returns ``(ece, mce)``.
+    the last bin.  Mean confidence and accuracy are NaN in an empty bin.
     """
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
     count = np.bincount(bins, minlength=n_bins)
-    conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
-    correct_sum = np.bincount(bins, weights=correct, minlength=n_bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        conf_mean = np.bincount(bins, weights=confidence, minlength=n_bins) / count
+        accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / count
+    return count, conf_mean, accuracy
+
+
+def calibration(confidence, correct, n_bins=15):
+    """``ece`` and ``mce`` over the ``n_bins`` equal-width bins of :func:`reliability_bins`.
+
+    ECE = sum_b (n_b / N) |acc_b - conf_b|; MCE = the largest |acc_b - conf_b|
+    over non-empty bins.  Returns ``(ece, mce)``.
+    """
+    count, conf_mean, accuracy = reliability_bins(confidence, correct, n_bins)
     used = count > 0
-    gap = np.abs(correct_sum[used] - conf_sum[used]) / count[used]
-    ece = float(np.sum(count[used] * gap) / confidence.size)
+    gap = np.abs(accuracy[used] - conf_mean[used])
+    ece = float(np.sum(count[used] * gap) / count.sum())
     mce = float(gap.max())
     return ece, mce
+
+
+def calib_spearman(confidence, correct, n_bins=15):
+    """``calib_spearman``: Spearman correlation between the mean confidence and the accuracy of the
+    non-empty reliability bins, and its p-value.
+
+    Returns ``(r, p)``: ``r`` is ``None`` with fewer than 2 non-empty bins or a
+    constant column; ``p`` (t distribution, bins - 2 dof) is ``None`` with
+    fewer than 3 non-empty bins.
+    """
+    count, conf_mean, accuracy = reliability_bins(confidence, correct, n_bins)
+    used = count > 0
+    if used.sum() < 2:
+        return None, None
+    r, p = spearman_columns(conf_mean[used, None], accuracy[used, None])
+    r, p = float(r[0]), float(p[0])
+    if not np.isfinite(r):
+        return None, None
+    return r, (p if used.sum() >= 3 and np.isfinite(p) else None)
+
+
+def pointbiserial(correct, confidence):
+    """``pointbiserial``: correlation between correctness (0/1) and confidence, and its p-value.
+
+    r = (M_1 - M_0) / s * sqrt(q_1 q_0), with M_1 / M_0 the mean confidence of
+    the correct / wrong predictions, q_1 / q_0 their fractions and s the
+    population standard deviation of the confidence (this equals Pearson's r
+    of the 0/1 correctness against the confidence).  p: two-sided t test,
+    t = r sqrt((N - 2) / (1 - r^2)), N - 2 dof.  ``(None, None)`` when every
+    prediction is right, every one is wrong, or the confidence is constant.
+    """
+    correct = np.asarray(correct, dtype=bool)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    n = correct.size
+    n1 = int(correct.sum())
+    s = confidence.std()
+    if n1 in (0, n) or not s > 0:
+        return None, None
+    q1 = n1 / n
+    r = (confidence[correct].mean() - confidence[~correct].mean()) / s * np.sqrt(q1 * (1.0 - q1))
+    r = float(np.clip(r, -1.0, 1.0))
+    if n < 3:
+        return r, None
+    with np.errstate(divide="ignore"):
+        t = r * np.sqrt((n - 2) / (1.0 - r * r)) if abs(r) < 1 else np.inf
+    return r, float(2.0 * stats.t.sf(abs(t), n - 2))
 
 
 def confusion_matrix(labels, pred, n):

@@ -33,6 +33,12 @@ class Evaluation:
     distances: dict = field(default_factory=dict)  # "W", "proto" -> representative distances
 
 
+def headline_level(hierarchy):
+    """The level of the summary's headline retrieval column: the first with at least 2 groups (0 if none)."""
+    level = trees.first_level_with_groups(hierarchy, 2)
+    return 0 if level is None else level
+
+
 def wants_living(config, hierarchy):
     """Living-subset correlations: plankton datasets, or a hierarchy mixing "non..." and other top groups."""
     mask = hierarchy.living_mask()
@@ -67,12 +73,12 @@ def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PER
     D_T = hierarchy.distances
     out = {}
     out["corr_mean"], out["corr_mean_p"] = rep_m.corr_mean(D, D_T)
-    out["corr_elem"], _ = rep_m.corr_elem(D, D_T)
+    out["corr_elem"], out["corr_elem_p"] = rep_m.corr_elem(D, D_T)
     if living:
         keep = np.flatnonzero(hierarchy.living_mask())
         sub_D, sub_T = D[np.ix_(keep, keep)], D_T[np.ix_(keep, keep)]
         out["corr_mean_living"], out["corr_mean_p_living"] = rep_m.corr_mean(sub_D, sub_T)
-        out["corr_elem_living"], _ = rep_m.corr_elem(sub_D, sub_T)
+        out["corr_elem_living"], out["corr_elem_p_living"] = rep_m.corr_elem(sub_D, sub_T)
     out["corr_perm_p"] = rep_m.corr_perm_p(D, D_T, n_perm=n_perm, seed=seed) if n_perm else None
     for level in range(hierarchy.n_levels):
         p1, rp, mapr = rep_m.level_retrieval(D, hierarchy.level_groups(level))
@@ -101,7 +107,10 @@ def classification_metrics(scores, labels, hierarchy):
     out["ahc"] = cls_m.ahc(pred, labels, D_T)
     out["ahd5"] = cls_m.ahd(top, labels, D_T)
     out["hp5"] = cls_m.hp(top, labels, D_T)
-    out["ece"], out["mce"] = cls_m.calibration(cls_m.max_softmax(scores), pred == labels, N_BINS)
+    confidence, correct = cls_m.max_softmax(scores), pred == labels
+    out["ece"], out["mce"] = cls_m.calibration(confidence, correct, N_BINS)
+    out["calib_spearman"], out["calib_spearman_p"] = cls_m.calib_spearman(confidence, correct, N_BINS)
+    out["pointbiserial"], out["pointbiserial_p"] = cls_m.pointbiserial(correct, confidence)
 
     frames, confusion = [], {}
     last = hierarchy.n_levels - 1
@@ -141,7 +150,7 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
     beta = float(config.get("beta", 1.0) if config.get("beta") is not None else 1.0)
     labels = outputs["labels"]
     living = wants_living(config, hierarchy)
-    metrics = {"n_test": int(labels.size), "n_classes": hierarchy.n_classes}
+    metrics = {"n_test": int(labels.size), "n_classes": hierarchy.n_classes, "headline_level": headline_level(hierarchy)}
 
     frames, confusion = [], {}
     score_sets = [("W", "scores"), ("proto", "scores_proto")]
@@ -218,21 +227,31 @@ def summarise(rows):
     return pd.DataFrame(columns).rename_axis("group").reset_index()
 
 
+# "{h}" is the headline level (:func:`headline_level`): the first level with at least two groups
 SUMMARY_TABLES = (
-    ("Hierarchical inference (W)", ["corr_mean_W", "corr_elem_W", "corr_perm_p_W", "mapr_0_W", "rf_norm_W", "rf_taxonomy_W"]),
-    ("Hierarchical inference (prototypes)", ["corr_mean_proto", "corr_elem_proto", "mapr_0_proto", "rf_norm_proto"]),
-    ("Classification (W)", ["acc_W", "top5_W", "ahc_W", "ahd5_W", "hp5_W", "ece_W"]),
-    ("Classification (prototypes)", ["acc_proto", "top5_proto", "ahc_proto", "ahd5_proto", "hp5_proto", "ece_proto"]),
+    ("Hierarchical inference (W)", ["corr_mean_W", "corr_elem_W", "corr_elem_p_W", "corr_perm_p_W", "mapr_{h}_W", "rf_norm_W", "rf_taxonomy_W"]),
+    ("Hierarchical inference (prototypes)", ["corr_mean_proto", "corr_elem_proto", "corr_elem_p_proto", "mapr_{h}_proto", "rf_norm_proto"]),
+    ("Classification (W)", ["acc_W", "top5_W", "ahc_W", "ahd5_W", "hp5_W", "ece_W", "calib_spearman_W", "pointbiserial_W"]),
+    ("Classification (prototypes)", ["acc_proto", "top5_proto", "ahc_proto", "ahd5_proto", "hp5_proto", "ece_proto", "calib_spearman_proto", "pointbiserial_proto"]),
     ("Retrieval", ["hs@1", "hs@50", "hs@250", "ahs250"]),
 )
+
+
+def _part_headline_level(part):
+    """The headline level of a (dataset, backbone) block of the summary (0 for records without one)."""
+    if "headline_level_mean" not in part:
+        return 0
+    values = part["headline_level_mean"].dropna()
+    return int(values.iloc[0]) if len(values) else 0
 
 
 def _cell(mean, std):
     if mean is None or not np.isfinite(mean):
         return "-"
+    fmt = ".2e" if 0 < abs(mean) < 1e-3 else ".4f"  # p-values: small ones stay readable
     if std is None or not np.isfinite(std):
-        return f"{mean:.4f}"
-    return f"{mean:.4f} ± {std:.4f}"
+        return f"{mean:{fmt}}"
+    return f"{mean:{fmt}} ± {std:{fmt}}"
 
 
 def summary_markdown(summary):
@@ -241,7 +260,9 @@ def summary_markdown(summary):
     for (dataset, backbone), part in summary.groupby(["dataset", "backbone"], sort=False, dropna=False):
         lines += [f"## {dataset} / {backbone}", ""]
         living = [c for c in ("corr_mean_living_W", "corr_elem_living_W") if f"{c}_mean" in part]
+        level = _part_headline_level(part)
         for title, names in SUMMARY_TABLES:
+            names = [n.format(h=level) for n in names]
             if title.startswith("Hierarchical inference (W)"):
                 names = names[:2] + living + names[2:]
             names = [n for n in names if f"{n}_mean" in part and part[f"{n}_mean"].notna().any()]
