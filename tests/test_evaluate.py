@@ -265,3 +265,56 @@ def test_training_curves_tolerate_missing_columns_and_empty_values(tmp_path):
     assert plots.plot_history(tmp_path / "b.png", pd.DataFrame({"epoch": [1], "val_acc": [None]})) is False
     assert plots.plot_history(tmp_path / "c.png", None) is False
     assert not (tmp_path / "b.png").exists() and not (tmp_path / "c.png").exists()
+
+
+# ------------------------------------------------------------------ a root with one child (NABirds-like)
+BIRDS = [["Birds"] + p for p in PATHS]  # level 0 has one group: trivial
+
+
+def test_headline_level_skips_a_single_group_level(tmp_path, capsys):
+    from utils.metrics.evaluation import headline_level
+
+    birds = Hierarchy([p[-1] for p in BIRDS], BIRDS)
+    assert [birds.n_groups(level) for level in range(birds.n_levels)] == [1, 2, 4, 6]
+    assert headline_level(birds) == 1 and headline_level(HIERARCHY) == 0
+    runs = tmp_path / "record"
+    make_run(runs / "birds_DR_euc_seed1", seed=1, hierarchy=birds)
+    make_run(runs / "birds_DR_euc_seed2", seed=2, wrong=3, hierarchy=birds)
+    assert evaluate.main([str(runs), "--no_plots", "--n_perm", "0"]) == 0
+    printed = capsys.readouterr().out
+    m = _load(runs / "birds_DR_euc_seed1" / "metrics.json")
+    # every level is still computed; level 0 is the trivial 1.0, level 1 = the old level 0 of PATHS
+    assert m["headline_level"] == 1 and m["mapr_0_W"] == 1.0 and "mapr_1_W" in m
+    md = (runs / "summary.md").read_text()
+    assert "mapr_1_W" in md and "mapr_1_proto" in md and "mapr_0_W" not in md
+    assert "mapr_1" in printed.split("summary")[0] and "mapr_0" not in printed
+
+
+def test_tree_plot_of_555_classes_under_a_single_root(tmp_path):
+    from utils import plots, trees
+    from utils.metrics.representation import representative_distances
+
+    n = 555
+    paths = [["Birds", f"order{i % 7}", f"family{i % 37}", f"species{i}"] for i in range(n)]
+    h = Hierarchy([p[-1] for p in paths], paths)
+    assert plots.strip_level(h) == 1  # level 0 has 1 group, level 1 has 7
+    rng = np.random.default_rng(0)
+    Z_learned = trees.agglomerate(representative_distances(rng.normal(size=(n, 12)), "euc"))
+    Z_true = trees.agglomerate(h.distances)
+    plots.plot_trees(tmp_path / "tree_W.png", Z_learned, Z_true, h, "W")
+    assert (tmp_path / "tree_W.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the strips: one colour per level-1 group, the same on both sides, in each dendrogram's leaf order
+    groups = h.level_groups(1)
+    seen = {}
+    for Z in (Z_learned, Z_true):
+        colours, order = plots.strip_colours(Z, h, 1)
+        assert sorted(order) == list(range(n)) and colours.shape == (n, 4)
+        for g, colour in zip(groups[order], map(tuple, colours)):
+            assert seen.setdefault(int(g), colour) == colour
+    assert len(set(seen.values())) == 7
+    colours, legend = plots.leaf_colours(h, 1)
+    assert [name for name, _ in legend] == [f"order{i}" for i in range(7)]
+    assert all(tuple(legend[g][1]) == seen[g] for g in range(7))
+    # the taxonomy's tree keeps each order together: its strip changes colour 6 times
+    true_strip, _ = plots.strip_colours(Z_true, h, 1)
+    assert int(np.any(np.diff(true_strip, axis=0) != 0, axis=1).sum()) == 6

@@ -1,8 +1,10 @@
 """Plots of one run (PNG, matplotlib's Agg backend: no display needed).
 
 * :func:`plot_trees` - the learned class tree (WPGMA of the representative
-  distances) beside the tree of the taxonomy (WPGMA of ``d_T``), as dendrograms
-  whose leaf labels are coloured by top-level group;
+  distances) above the tree of the taxonomy (WPGMA of ``d_T``), as dendrograms
+  with a strip of leaf colours under each: the leaf's group at the strip level
+  (:func:`strip_level`), the same colours in both, with a legend of the groups;
+  leaf labels (coloured the same) where they fit;
 * :func:`plot_distances` - the representative distance matrix beside ``d_T``,
   both with the classes ordered by the taxonomy (sorted paths);
 * :func:`plot_history` - training curves from ``history.csv`` (tolerates
@@ -11,11 +13,13 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402,F401
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.cluster.hierarchy import dendrogram  # noqa: E402
 
 from utils.io import atomic_path  # noqa: E402
+from utils.trees import first_level_with_groups  # noqa: E402
 
 MAX_LABELS = 120  # above this many classes, leaf and tick labels are left out
 
@@ -31,39 +35,102 @@ def taxonomy_order(hierarchy):
     return sorted(range(hierarchy.n_classes), key=lambda c: hierarchy.paths[c])
 
 
-def _top_colours(hierarchy):
-    groups = hierarchy.level_groups(0)
-    cmap = plt.get_cmap("tab10" if groups.max() < 10 else "tab20")
-    return [cmap(int(g) % cmap.N) for g in groups]
+def strip_level(hierarchy):
+    """The level whose groups colour the tree plots: the first with at least 3 groups.
+
+    Falls back to the first level with 2 groups, then to level 0 (a level with
+    one group, e.g. NABirds ``Birds``, says nothing).
+    """
+    for at_least in (3, 2):
+        level = first_level_with_groups(hierarchy, at_least)
+        if level is not None:
+            return level
+    return 0
 
 
-def _dendrogram(ax, Z, hierarchy, title):
-    labels = hierarchy.names if hierarchy.n_classes <= MAX_LABELS else None
-    info = dendrogram(
-        Z,
-        ax=ax,
-        orientation="left",
-        labels=labels,
-        no_labels=labels is None,
-        color_threshold=0,
-        above_threshold_color="0.3",
-        leaf_font_size=max(3, min(9, 600 // max(hierarchy.n_classes, 1))),
-    )
-    if labels is not None:
-        colours = _top_colours(hierarchy)
-        for tick, leaf in zip(ax.get_ymajorticklabels(), info["leaves"]):
-            tick.set_color(colours[leaf])
+def group_palette(n_groups):
+    """``[n_groups, 4]`` RGBA colours: tab10 / tab20, then tab20 + tab20b + tab20c (60), cycled beyond."""
+    if n_groups <= 10:
+        base = plt.get_cmap("tab10").colors
+    elif n_groups <= 20:
+        base = plt.get_cmap("tab20").colors
+    else:
+        base = sum((list(plt.get_cmap(name).colors) for name in ("tab20", "tab20b", "tab20c")), [])
+    base = np.array([matplotlib.colors.to_rgba(c) for c in base])
+    return base[np.arange(n_groups) % len(base)]
+
+
+def leaf_colours(hierarchy, level):
+    """Colour of every class (``[C, 4]``, by class index) by its group at ``level``, and the legend.
+
+    The legend is a list of ``(group name, colour)`` in group order; a group is
+    named by its last path node.
+    """
+    groups = hierarchy.level_groups(level)
+    palette = group_palette(hierarchy.n_groups(level))
+    names = [name.split(" > ")[-1] for name in hierarchy.level_names(level)]
+    return palette[groups], list(zip(names, palette))
+
+
+def strip_colours(Z, hierarchy, level):
+    """The colour strip of one dendrogram: leaf colours (:func:`leaf_colours`) in the dendrogram's leaf order."""
+    order = dendrogram(Z, no_plot=True)["leaves"]
+    return leaf_colours(hierarchy, level)[0][order], order
+
+
+def _dendrogram(fig, ax, Z, hierarchy, level, title):
+    n = hierarchy.n_classes
+    dendrogram(Z, ax=ax, orientation="top", no_labels=True, color_threshold=0, above_threshold_color="0.3")
     ax.set_title(title)
-    ax.set_xlabel("merge distance")
+    ax.set_ylabel("merge distance")
+    ax.set_xticks([])
+    ax.set_xlim(0, 10 * n)  # scipy puts leaf k at x = 10 k + 5
+    colours, order = strip_colours(Z, hierarchy, level)
+    box = ax.get_position()
+    strip = fig.add_axes([box.x0, box.y0 - 0.06 * box.height - 0.005, box.width, 0.05 * box.height])
+    strip.imshow(colours[None], aspect="auto", extent=(0, 10 * n, 0, 1), interpolation="nearest")
+    strip.set_xlim(0, 10 * n)
+    strip.set_yticks([])
+    if n <= MAX_LABELS:
+        strip.set_xticks(10 * np.arange(n) + 5, [hierarchy.names[c] for c in order], rotation=90)
+        strip.tick_params(axis="x", labelsize=max(3, min(8, 700 // max(n, 1))), length=0)
+        for tick, colour in zip(strip.get_xticklabels(), colours):
+            tick.set_color(colour)
+    else:
+        strip.set_xticks([])
+    return strip
 
 
 def plot_trees(path, Z_learned, Z_true, hierarchy, title="W"):
-    """Dendrograms: the learned tree (left) beside the taxonomy's tree (right)."""
-    height = max(4.0, min(40.0, 0.14 * hierarchy.n_classes))
-    fig, axes = plt.subplots(1, 2, figsize=(14, height))
-    _dendrogram(axes[0], Z_learned, hierarchy, f"learned tree ({title}, WPGMA)")
-    _dendrogram(axes[1], Z_true, hierarchy, "taxonomy (WPGMA of tree distances)")
-    fig.tight_layout()
+    """Dendrograms: the learned tree above the taxonomy's tree, each over a strip of group colours.
+
+    The strip colours every leaf by its group at :func:`strip_level` (the same
+    colours for both trees); the legend names the groups.  Leaf labels are
+    drawn up to ``MAX_LABELS`` classes.
+    """
+    n = hierarchy.n_classes
+    level = strip_level(hierarchy)
+    _, legend = leaf_colours(hierarchy, level)
+    width = max(10.0, min(30.0, 0.12 * n))
+    label_room = 1.6 if n <= MAX_LABELS else 0.0
+    fig = plt.figure(figsize=(width + 3.0, 2 * (4.0 + label_room) + 0.6))
+    # two dendrogram panels, leaving room under each for its strip (and labels) and on the right for the legend
+    panel_h = 0.36 - 0.08 * (label_room > 0)
+    axes = [fig.add_axes([0.05, 0.58, 0.72, panel_h]), fig.add_axes([0.05, 0.1 + 0.1 * (label_room > 0), 0.72, panel_h])]
+    _dendrogram(fig, axes[0], Z_learned, hierarchy, level, f"learned tree ({title}, WPGMA)")
+    _dendrogram(fig, axes[1], Z_true, hierarchy, level, "taxonomy (WPGMA of tree distances)")
+    handles = [matplotlib.patches.Patch(color=colour, label=name) for name, colour in legend]
+    columns = int(np.ceil(len(handles) / 40))
+    fig.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(0.79, 0.95),
+        fontsize=7 if len(handles) <= 40 else 5,
+        ncol=columns,
+        title=f"level {level} groups",
+        title_fontsize=8,
+        frameon=False,
+    )
     _save(fig, path)
 
 
