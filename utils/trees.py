@@ -49,14 +49,17 @@ def agglomerate(D, method="wpgma"):
     # so the active slots in ascending order are exactly the paper's list of positions.  Retired
     # slots and the diagonal hold +inf.  The last minimum of the whole symmetric matrix in row-major
     # order lies in the row of the largest index among the tied pairs and in its largest column below
-    # the diagonal: the last pair (i, j), j < i, of the paper's scan.
+    # the diagonal: the last pair (i, j), j < i, of the paper's scan.  One pass over the matrix (row
+    # minima), then two passes over vectors of length C.
+    work = np.tril(work, -1)
+    work = work + work.T  # exactly symmetric, from the pairs i > j that the scan reads
     np.fill_diagonal(work, np.inf)
     ids = np.arange(n)
     sizes = np.ones(n)
-    last = n * n - 1
     for step in range(n - 1):
-        flat = last - int(np.argmin(work.ravel()[::-1]))  # argmin is the first minimum: reversed = last
-        i, j = divmod(flat, n)  # i > j: the merged cluster takes slot j, slot i retires
+        row_min = work.min(axis=1)
+        i = n - 1 - int(np.argmin(row_min[::-1]))  # the last row holding the minimum
+        j = n - 1 - int(np.argmin(work[i, ::-1]))  # its last column at the minimum: j < i
         height = work[i, j]
         if method == "wpgma":
             merged = (work[i] + work[j]) / 2.0
