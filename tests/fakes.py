@@ -316,15 +316,20 @@ def fake_plankton_size(class_index, k):
 
 
 def write_fake_plankton(root, name="FakePlankton", *, classes=None, mode="RGB", as_csv=False,
-                        csv_prefix="/home/someone/data", seed=0):
+                        csv_prefix="/home/someone/data", seed=0, paper=False, numbers=None):
     """Write ``<root>/<name>/`` as a taxonomy folder; returns that folder.
 
     Image ``k`` of the ``i``-th class (sorted path) is :func:`fake_plankton_size`
     pixels, PNG for even ``k`` and JPEG for odd ``k``, in ``mode`` (RGB or L).
     Also written: an empty folder, a hidden folder with an image, and a text
     file, which the loader must ignore.  With ``as_csv`` the folder also holds
-    ``classes.csv`` (``Class,Path,Number``) and ``images.csv`` (``Filepath,Class``)
-    whose Filepaths start with ``csv_prefix/<name>/``.
+    ``classes.csv`` (``Class,Path,Number``; ``Number`` = ``numbers[i]`` for the
+    ``i``-th class, default ``i``) and ``images.csv`` (``Filepath,Class``, in
+    sorted-path order) whose Filepaths start with ``csv_prefix/<name>/``.
+    ``paper``: the paper's tables instead, ``<name>_cls.csv`` and
+    ``<name>_info.csv``, both with paths starting
+    ``/DATA_init/plankton_datasets/<name>/`` (class Paths too), and the image
+    rows in a seeded shuffled order.
     """
     folder = os.path.join(os.fspath(root), name)
     classes = dict(classes or FAKE_PLANKTON_CLASSES)
@@ -340,22 +345,31 @@ def write_fake_plankton(root, name="FakePlankton", *, classes=None, mode="RGB", 
             pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
             fname = f"img_{k:03d}.png" if k % 2 == 0 else f"img_{k:03d}.jpg"
             Image.fromarray(pixels, mode).save(os.path.join(cls_folder, fname))
-            image_rows.append(("/".join([csv_prefix.rstrip("/"), name, *path, fname]), path[-1]))
+            image_rows.append(([*path, fname], path[-1]))
     os.makedirs(os.path.join(folder, "Diatoms", "Empty"), exist_ok=True)
     os.makedirs(os.path.join(folder, ".thumbnails", "x"), exist_ok=True)
     Image.new(mode, (5, 5)).save(os.path.join(folder, ".thumbnails", "x", "a.png"))
     with open(os.path.join(folder, "Diatoms", "notes.txt"), "w") as fh:
         fh.write("not an image\n")
-    if as_csv:
+    if as_csv or paper:
         import csv
 
-        with open(os.path.join(folder, "classes.csv"), "w", newline="", encoding="utf-8") as fh:
+        order = sorted(classes)
+        numbers = list(range(len(order))) if numbers is None else list(numbers)
+        class_prefix = ""
+        class_file, image_file = "classes.csv", "images.csv"
+        if paper:
+            csv_prefix = "/DATA_init/plankton_datasets"
+            class_prefix = f"{csv_prefix}/{name}/"
+            class_file, image_file = f"{name}_cls.csv", f"{name}_info.csv"
+            image_rows = [image_rows[i] for i in rng.permutation(len(image_rows))]
+        with open(os.path.join(folder, class_file), "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["Class", "Path", "Number"])
             for path in sorted(classes, reverse=True):  # not in class order
-                writer.writerow([path[-1], "/".join(path), classes[path]])
-        with open(os.path.join(folder, "images.csv"), "w", newline="", encoding="utf-8") as fh:
+                writer.writerow([path[-1], class_prefix + "/".join(path), numbers[order.index(path)]])
+        with open(os.path.join(folder, image_file), "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["Filepath", "Class"])
-            writer.writerows(image_rows)
+            writer.writerows(("/".join([csv_prefix.rstrip("/"), name, *rel]), cls) for rel, cls in image_rows)
     return folder
