@@ -261,11 +261,16 @@ def _write_lines(path, lines):
         fh.write("".join(line + "\n" for line in lines))
 
 
-def write_fake_nabirds(root, images_per_class=None, *, seed=0):
+def write_fake_nabirds(root, images_per_class=None, *, seed=0, image_list=False, resized=False):
     """Write ``<root>/nabirds/`` as distributed (tables, ``images/<4-digit id>/<uuid>.jpg``); returns ``root``.
 
     Image ids are uuid-like strings; image ``k`` overall is ``(20 + k) x (16 + 2k)``
     pixels.  Every third image is a training image in ``train_test_split.txt``.
+    ``image_list``: also the paper's image list ``nabirds_info.csv``
+    (``Filepath,Class``; Filepath ``/DATA_init/nabirds/images_128/<id>/<file>``,
+    Class the class id) with the images in a seeded shuffled order.
+    ``resized``: also the paper's resized copy ``images_128/`` (the same
+    files, each ``(4 + k % 5) x 6`` pixels).
     """
     root = os.fspath(root)
     folder = os.path.join(root, "nabirds")
@@ -291,6 +296,16 @@ def write_fake_nabirds(root, images_per_class=None, *, seed=0):
             split.append(f"{image_id} {1 if k % 3 == 0 else 0}")
             sizes.append(f"{image_id} {width} {height}")
             k += 1
+    if resized:
+        for k, line in enumerate(images):
+            rel = line.split()[1]
+            os.makedirs(os.path.join(folder, "images_128", os.path.dirname(rel)), exist_ok=True)
+            small = rng.integers(0, 256, size=(6, 4 + k % 5, 3), dtype=np.uint8)
+            Image.fromarray(small, "RGB").save(os.path.join(folder, "images_128", rel), quality=90)
+    if image_list:
+        rows = [f"/DATA_init/nabirds/images_128/{line.split()[1]},{cls.split()[1]}" for line, cls in zip(images, labels)]
+        _write_lines(os.path.join(folder, "nabirds_info.csv"),
+                     ["Filepath,Class"] + [rows[i] for i in rng.permutation(len(rows))])
     _write_lines(os.path.join(folder, "images.txt"), images)
     _write_lines(os.path.join(folder, "image_class_labels.txt"), labels)
     _write_lines(os.path.join(folder, "train_test_split.txt"), split)

@@ -6,6 +6,7 @@ Expected splits are computed here with ``torch.randperm`` and the paper's
 import csv
 import os
 
+import pandas as pd
 import pytest
 import torch
 
@@ -151,3 +152,124 @@ def test_folder_route_image_order_is_sorted_path(tmp_path):
     perm = draw(20, 2)
     assert table["image"].tolist() == [images[j] for j in perm]  # 14 train, 2 val, 4 test: the whole draw
     assert table["split"].tolist() == ["train"] * 14 + ["val"] * 2 + ["test"] * 4
+
+
+# ==================================================================== NABirds
+def nabirds_tables(root):
+    """(rel paths of images.txt, their (width, height)) in images.txt order, from the fake's own tables."""
+    folder = root / "nabirds"
+    rel = [line.split()[1] for line in (folder / "images.txt").read_text().splitlines()]
+    size = {line.split()[0]: (float(line.split()[1]), float(line.split()[2]))
+            for line in (folder / "sizes.txt").read_text().splitlines()}
+    ids = [line.split()[0] for line in (folder / "images.txt").read_text().splitlines()]
+    return rel, [size[i] for i in ids]
+
+
+def list_order(root):
+    """Paths below images_128/ in the image list's row order."""
+    return [row["Filepath"].split("/images_128/")[1] for row in read_rows(root / "nabirds" / "nabirds_info.csv")]
+
+
+def test_nabirds_image_list_gives_the_papers_order_and_split(tmp_path):
+    fakes.write_fake_nabirds(tmp_path, image_list=True)
+    rel, sizes = nabirds_tables(tmp_path)
+    listed = list_order(tmp_path)
+    assert listed != rel and sorted(listed) == sorted(rel)
+    data = datasets.load_nabirds(tmp_path, use_val=True, seed=4, resize=8)  # no images_128/: read images/
+    perm = draw(14, 4)  # int(0.7 * 14) = 9, int(0.1 * 14) = 1, 4 test
+    for part, expected in zip((data.train, data.val, data.test), (perm[:9], perm[9:10], perm[10:])):
+        assert [part.file(i) for i in range(len(part))] == [
+            os.path.join(str(tmp_path), "nabirds", "images", *listed[j].split("/")) for j in expected]
+        assert [part[i][2].tolist() for i in range(len(part))] == [list(sizes[rel.index(listed[j])]) for j in expected]
+    table = data.split_table()
+    assert table["image"].tolist() == ["nabirds/images/" + listed[j] for j in perm]
+    class_ids = [295, 463, 500, 600, 1005]
+    assert [class_ids[y] for y in table["label"]] == [int(listed[j].split("/")[0]) for j in perm]
+
+
+def test_nabirds_reads_the_resized_copy_and_sorted_paths_without_a_list(tmp_path):
+    fakes.write_fake_nabirds(tmp_path, image_list=True, resized=True)
+    rel, _ = nabirds_tables(tmp_path)
+    listed = list_order(tmp_path)
+    data = datasets.load_nabirds(tmp_path, seed=1, resize=8)
+    perm = draw(14, 1)  # int(0.9 * 14) = 12 train
+    assert [data.test.file(i) for i in range(2)] == [
+        os.path.join(str(tmp_path), "nabirds", "images_128", *listed[j].split("/")) for j in perm[12:]]
+    # the resized copy's sizes: (4 + k % 5) x 6 for line k of images.txt
+    assert [data.test[i][2].tolist() for i in range(2)] == [[4.0 + rel.index(listed[j]) % 5, 6.0] for j in perm[12:]]
+    os.remove(tmp_path / "nabirds" / "nabirds_info.csv")
+    plain = datasets.load_nabirds(tmp_path, seed=1, resize=8)  # no list: sorted paths, images/
+    order = sorted(rel)
+    assert plain.split_table()["image"].tolist() == ["nabirds/images/" + order[j] for j in perm]
+
+
+def test_nabirds_image_list_errors(tmp_path):
+    fakes.write_fake_nabirds(tmp_path, image_list=True)
+    listing = tmp_path / "nabirds" / "nabirds_info.csv"
+    text = listing.read_text()
+    listing.write_text(text + "/DATA_init/nabirds/images_128/0295/nothere.jpg,295\n")
+    with pytest.raises(UserError, match="line 16: .*nothere.jpg.* is not an image of images.txt"):
+        datasets.load_nabirds(tmp_path)
+    listing.write_text(text + text.splitlines()[1] + "\n")
+    with pytest.raises(UserError, match="lists an image twice"):
+        datasets.load_nabirds(tmp_path)
+    listing.write_text(text)
+    (tmp_path / "nabirds" / "copy.csv").write_text(text)
+    with pytest.raises(UserError, match="holds 2 image lists"):
+        datasets.load_nabirds(tmp_path)
+
+
+def test_nabirds_small(tmp_path):
+    from datasets.nabirds import small_counts
+
+    assert small_counts(48562) == (5000, 30000) == small_counts(60000)
+    assert small_counts(14) == (1, 8)  # int(5000 * 14 / 48562) = int(1.44), int(30000 * 14 / 48562) = int(8.65)
+    assert small_counts(4856) == (499, 2999)  # int(499.96), int(2999.88)
+    fakes.write_fake_nabirds(tmp_path)
+    perm = draw(14, 2)
+    with_val = datasets.load_nabirds(tmp_path, small=True, use_val=True, seed=2, resize=8)
+    assert [with_val.train.indices.tolist(), with_val.val.indices.tolist(), with_val.test.indices.tolist()] == [
+        perm[:1], perm[1:9], perm[9:]]
+    plain = datasets.load_nabirds(tmp_path, small=True, seed=2, resize=8)
+    assert plain.val is None and [plain.train.indices.tolist(), plain.test.indices.tolist()] == [perm[:1], perm[1:]]
+    with pytest.raises(UserError, match="--small and --official_split"):
+        datasets.load_nabirds(tmp_path, small=True, official_split=True)
+
+    import train_nabirds
+    from utils.cli import run_name
+
+    args = train_nabirds.build().parse_args(["--small", "--use_val", "--seed", "2"])
+    assert run_name(args) == "nabirds_resnet50_DR_euc_small_val_seed2"
+
+
+# ============================================================ CIFAR-100, split.csv
+def test_cifar_split_table_names_rows_of_the_official_files(tmp_path):
+    fakes.write_fake_cifar100(tmp_path, n_train_per_class=2, n_test_per_class=1)
+    content = fakes.fake_cifar100_arrays(2, 1)
+    train_labels, test_labels = content["train"]["fine_labels"], content["test"]["fine_labels"]
+    table = datasets.load_cifar100(tmp_path, small=True, seed=9).split_table()
+    perm = draw(200, 9)  # --small: int(0.1 * 200) = 20 train; without --use_val the other 180 are unused
+    unused = sorted(perm[20:])
+    assert table["image"].tolist() == ([f"train/{j}" for j in perm[:20]] + [f"test/{i}" for i in range(100)]
+                                       + [f"train/{j}" for j in unused])
+    assert table["split"].tolist() == ["train"] * 20 + ["test"] * 100 + ["unused"] * 180
+    assert table["label"].tolist() == ([train_labels[j] for j in perm[:20]] + test_labels
+                                       + [train_labels[j] for j in unused])
+
+
+def test_every_record_holds_split_csv(tmp_path):
+    import train
+    from utils import record
+
+    folder, rows, number = paper_plankton(tmp_path / "data", numbers=NUMBERS)
+    run_dir = train.main(["--data_root", str(tmp_path / "data"), "--dataset", "MicroS", "--record_dir",
+                          str(tmp_path / "record"), "--epochs", "0", "--backbone", "simple", "--rand_backbone",
+                          "--resize", "16", "--use_val", "--seed", "5", "--num_workers", "0"])
+    table = pd.read_csv(os.path.join(run_dir, record.SPLIT), keep_default_na=False)
+    perm = draw(20, 5)
+    prefix = "/DATA_init/plankton_datasets/"
+    assert table["image"].tolist() == [rows[j]["Filepath"][len(prefix):] for j in perm]
+    assert table["label"].tolist() == [number[rows[j]["Class"]] for j in perm]
+    assert table["split"].tolist() == ["train"] * 14 + ["val"] * 2 + ["test"] * 4
+    outputs = record.load_outputs(os.path.join(run_dir, record.OUTPUTS_TEST))
+    assert outputs["labels"].tolist() == table["label"].tolist()[16:]  # the test rows in output order
