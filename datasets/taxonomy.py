@@ -8,6 +8,8 @@ element, so an ancestor comes right before its descendants).
 
 The original two-CSV description (a class table ``Class,Path,Number`` and an
 image table ``Filepath,Class``) is also read; see :func:`load_csv_description`.
+There the class order is ``Number`` (the paper's class index) and the image
+order is the image table's row order; for folders the image order is sorted path.
 """
 import csv
 import json
