@@ -183,6 +183,71 @@ def parse_class_path(text, cls, where):
     return path
 
 
+def _is_placeholder(component):
+    """A literal ``--data_root`` placeholder folder (``DATA_init``, ``$DATA_init``, ``{data_root}``, ...)."""
+    return component in PLACEHOLDERS
+
+
+def strip_class_prefix(paths, name):
+    """Remove the placeholder prefix of class-table paths (lists of names ending with the class).
+
+    Everything up to and including the last folder named ``name`` (the dataset
+    folder) in the part all paths share (the class itself excluded) is the
+    placeholder: ``DATA_init/plankton_datasets/MicroS/Ciliophora/x`` becomes
+    ``Ciliophora/x``.  When the shared part has no folder of that name, only a
+    shared leading literal placeholder folder (``DATA_init``, ...) is removed.
+    """
+    common = []
+    for level in zip(*[p[:-1] for p in paths]):
+        if any(x != level[0] for x in level):
+            break
+        common.append(level[0])
+    cut = max((i + 1 for i, c in enumerate(common) if c == name), default=0) if name else 0
+    if cut == 0 and common and _is_placeholder(common[0]):
+        cut = 1
+    return [list(p[cut:]) for p in paths]
+
+
+def read_class_table(class_csv, name=None):
+    """The original class table (``Class,Path,Number``) as ``(names, paths)``, ordered by class index.
+
+    ``Number`` is the paper's class index: it must be a permutation of
+    0..C-1; ``names[k]``, ``paths[k]`` belong to the class with ``Number == k``.
+    ``paths[k]`` is a list of node names below the dataset folder ending with
+    the class (see :func:`parse_class_path`); the placeholder prefix is
+    removed by :func:`strip_class_prefix`, with ``name`` the dataset folder
+    name (None: the name of the folder holding ``class_csv``).
+    Bad input raises a UserError naming the file and line.
+    """
+    class_csv = os.fspath(class_csv)
+    if name is None:
+        name = os.path.basename(os.path.dirname(os.path.abspath(class_csv)))
+    rows = _read_csv(class_csv, CLASS_COLUMNS)
+    if not rows:
+        raise UserError(f"{class_csv} lists no classes; add one row per class (Class,Path,Number)")
+    names, raw_paths, numbers = [], [], []
+    for line, row in enumerate(rows, start=2):
+        cls = row["Class"]
+        if not cls:
+            raise UserError(f"{class_csv} line {line}: empty Class")
+        if cls in names:
+            raise UserError(f"{class_csv} line {line}: class {cls!r} is listed twice; keep one row per class")
+        try:
+            number = int(row["Number"])
+        except ValueError:
+            raise UserError(f"{class_csv} line {line}: Number {row['Number']!r} is not an integer; "
+                            "Number is the class index 0..C-1") from None
+        names.append(cls)
+        raw_paths.append(parse_class_path(row["Path"], cls, f"{class_csv} line {line}"))
+        numbers.append(number)
+    if sorted(numbers) != list(range(len(rows))):
+        raise UserError(f"{class_csv}: the Number column must hold each class index 0..{len(rows) - 1} once "
+                        "(Number is the paper's class index, not an image count); fix the column")
+    paths = strip_class_prefix(raw_paths, name)  # distinct: each ends with its own class name
+    order = np.argsort(numbers)
+    return [names[i] for i in order], [paths[i] for i in order]
+
+
 def _split_components(path):
     return [c for c in path.replace("\\", "/").split("/")]
 
