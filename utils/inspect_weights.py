@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from utils import trees
 from utils.errors import UserError
 from utils.hierarchy import Hierarchy
 from utils.io import write_dataframe_csv, write_json, write_npz, write_text
+from utils.metrics import representation as rep_m
 from utils.metrics.evaluation import N_PERM, reference_trees, representation_metrics, wants_living
 
 #: Distances between the normalised class vectors, as (name suffix, distance of representative_distances).
@@ -324,15 +326,32 @@ class Inspection:
     newick: dict = field(default_factory=dict)  # "euc", "arccos", "true", "taxonomy" -> Newick text
 
 
+def _pair_ranks(D):
+    i, j = np.triu_indices(D.shape[0], 1)
+    return stats.rankdata(D[i, j])
+
+
+def _maybe(value):
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
 def inspect(W, hierarchy, *, living=False, n_perm=N_PERM, seed=0):
     """Hierarchical inference of the class vectors ``W`` [C, D] for both distances (pure: arrays in, results out)."""
     W = np.asarray(W)
     result = Inspection({"n_classes": int(W.shape[0]), "dim": int(W.shape[1])})
     reference = reference_trees(hierarchy)
+    first = None  # (D, corr_perm_p) of the first distance
     for suffix, distance in DISTANCES:
+        # The permutation test depends on the ranks of the pair distances only; the angle is a monotone
+        # function of the chord, so it is run once and reused when the ranks are indeed the same.
+        reuse = first is not None and n_perm > 0
         values, D, Z = representation_metrics(
-            W, hierarchy, distance, living=living, n_perm=n_perm, seed=seed, reference=reference
+            W, hierarchy, distance, living=living, n_perm=0 if reuse else n_perm, seed=seed, reference=reference
         )
+        if reuse:
+            same = np.array_equal(_pair_ranks(D), _pair_ranks(first[0]))
+            values["corr_perm_p"] = first[1] if same else _maybe(rep_m.corr_perm_p(D, hierarchy.distances, n_perm=n_perm, seed=seed))
+        first = first or (D, values["corr_perm_p"])
         result.metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
         result.distances[suffix] = D
         result.linkage[suffix] = Z
