@@ -130,7 +130,8 @@ def _read_file(path):
             return found
     raise UserError(
         f"{path} is neither a NumPy array (.npy/.npz, no pickles) nor a PyTorch state dict or checkpoint "
-        "readable with torch.load(weights_only=True); save the class vectors as one of those"
+        "readable with torch.load(weights_only=True), which refuses a whole pickled model; "
+        "save the model's state_dict() or the class vectors as a .npy array"
     )
 
 
@@ -385,7 +386,8 @@ def write_results(out, result, hierarchy, source, plots=True):
     from utils import plots as P
 
     for suffix, distance in DISTANCES:
-        P.plot_trees(path(f"tree_{suffix}.png"), result.linkage[suffix], result.linkage["true"], hierarchy, "weights")
+        P.plot_trees(path(f"tree_{suffix}.png"), result.linkage[suffix], result.linkage["true"], hierarchy,
+                     f"weights, {'chord' if distance == 'euc' else 'angle'}")
         P.plot_distances(path(f"distances_{suffix}.png"), result.distances[suffix], hierarchy, "weights", distance)
 
 
