@@ -176,6 +176,21 @@ def test_found_without_key(tmp_path):
     assert inspect_weights.load_weights(tmp_path / "w.npz", C, "W")[1] == "W"
 
 
+def test_row_scale_does_not_matter(tmp_path):
+    """Rows are compared by direction only, also when their squares would over- or underflow."""
+    W = tree_vectors(HIERARCHY).astype(np.float64)
+    scale = np.ones((HIERARCHY.n_classes, 1))
+    scale[::3], scale[1::3] = 1e200, 1e-200
+    np.save(tmp_path / "scaled.npy", W * scale)
+    got, _ = inspect_weights.load_weights(tmp_path / "scaled.npy", HIERARCHY.n_classes)
+    np.testing.assert_allclose(_unit(got), _unit(W), atol=1e-12)
+    a = inspect_weights.inspect(got, HIERARCHY, n_perm=0).metrics
+    b = inspect_weights.inspect(W, HIERARCHY, n_perm=0).metrics
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name] == pytest.approx(b[name], abs=1e-9), name
+
+
 def test_class_table_and_dataset_folder(tmp_path):
     # class table: Number is the row of the weight matrix
     order = np.random.default_rng(0).permutation(HIERARCHY.n_classes)

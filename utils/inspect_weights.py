@@ -240,11 +240,15 @@ def load_weights(path, n_classes, key=None):
     finite = np.isfinite(W).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
-        raise UserError(f"{where} holds NaN or inf (first in row {row}, class {row}); fix the weights")
-    norms = np.linalg.norm(W, axis=1)
-    if (norms == 0).any():
-        row = int(np.flatnonzero(norms == 0)[0])
+        raise UserError(f"{where} holds NaN or inf (first in row {row}); fix the weights")
+    zero = ~W.any(axis=1)
+    if zero.any():
+        row = int(np.flatnonzero(zero)[0])
         raise UserError(f"{where} row {row} is all zeros, so class {row} has no direction; fix the weights")
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(W, axis=1)
+    extreme = (norms == 0) | ~np.isfinite(norms)  # the squares under- or overflow: rescale those rows first
+    W[extreme] /= np.abs(W[extreme]).max(axis=1, keepdims=True)
     return W, name
 
 
