@@ -23,13 +23,16 @@ def build():
     g.add_argument("--resize", type=int, default=RESIZE, help=f"square side images are resized to (default {RESIZE})")
     g.add_argument("--official_split", action="store_true",
                    help="use train_test_split.txt instead of the paper's random 70/10/20 split")
+    g.add_argument("--small", action="store_true",
+                   help="train on 5,000 images (with --use_val validate on 30,000), test on the rest "
+                        "(smaller archives: the same fractions)")
     p.set_defaults(dataset="nabirds", resize_default=RESIZE)
     return p
 
 
 def load_data(args):
     return load_nabirds(args.data_root, use_val=args.use_val, seed=args.seed, resize=args.resize, aug=args.aug,
-                        official_split=args.official_split)
+                        official_split=args.official_split, small=args.small)
 
 
 @exit_on_user_error

@@ -251,9 +251,10 @@ def load_cifar100(data_root, *, use_val=False, small=False, seed=0, resize=None,
     """CIFAR-100 (docs/datasets.md); returns :class:`DataSplits`.
 
     Test: the official test images.  Train: the official training images;
-    ``use_val`` moves a seeded 10% into validation (45,000 / 5,000);
-    ``small`` keeps a seeded 10% for training (5,000) and, with ``use_val``,
-    validates on the rest.  ``resize``: side in pixels (None keeps 32).
+    with ``use_val`` the paper's draw over them in file order
+    (:func:`datasets.common.split_train_pool`): the first 90% train, the rest
+    validate (45,000 / 5,000); ``small`` keeps the first 10% for training
+    (5,000) and, with ``use_val``, validates on the rest.  ``resize``: side in pixels (None keeps 32).
     ``aug``: random affine + horizontal flip on the training split only.
     ``download``: fetch the archive with torchvision when it is not there.
     """
@@ -289,6 +290,7 @@ def load_cifar100(data_root, *, use_val=False, small=False, seed=0, resize=None,
     train_sizes = np.full((len(train_fine), 2), SIDE, dtype=np.float32)
     test_sizes = np.full((len(test_fine), 2), SIDE, dtype=np.float32)
     transform = train_augmentation() if aug else None
+    train_ids = [f"train/{i}" for i in range(len(train_fine))]
 
     def part(images, labels, sizes, indices, tf=None):
         return TensorImageDataset(images, labels, sizes, indices, resize=resize, transform=tf)
@@ -302,4 +304,5 @@ def load_cifar100(data_root, *, use_val=False, small=False, seed=0, resize=None,
         in_channels=3,
         train_labels=train_fine[train_idx],
         image_size=resize or SIDE,
+        image_ids={"train": train_ids, "val": train_ids, "test": [f"test/{i}" for i in range(len(test_fine))]},
     )

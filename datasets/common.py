@@ -47,10 +47,42 @@ class DataSplits:
     in_channels: int
     train_labels: np.ndarray
     image_size: int
+    #: Per split (``"train"``, ``"val"``, ``"test"``), the names of the images its
+    #: ``indices`` point into: path relative to the data root, or ``train/<row>``
+    #: / ``test/<row>`` (row in the official file) for CIFAR-100.
+    image_ids: Optional[dict] = None
 
     @property
     def n_classes(self):
         return self.hierarchy.n_classes
+
+    def split_table(self):
+        """One row per image: ``image``, ``label`` (class index), ``split`` (the record's ``split.csv``).
+
+        Rows come split by split (train, val, test), each in its item order (so
+        the k-th ``test`` row is the k-th row of the test outputs), then the
+        images of the loaded files that no split uses (``unused``, e.g.
+        CIFAR-100 ``--small`` without ``--use_val``) in file order.
+        """
+        import pandas as pd
+
+        frames, used = [], {}
+        for split in ("train", "val", "test"):
+            part = getattr(self, split)
+            if part is None:
+                continue
+            ids = (self.image_ids or {}).get(split)
+            names = np.asarray(ids, dtype=object) if ids is not None else np.arange(len(part.labels)).astype(str)
+            idx = np.asarray(part.indices, dtype=np.int64)
+            frames.append(pd.DataFrame({"image": names[idx], "label": part.labels[idx], "split": split}))
+            key = id(ids) if ids is not None else id(part.labels)
+            seen = used.setdefault(key, (names, part.labels, np.zeros(len(part.labels), dtype=bool)))[2]
+            seen[idx] = True
+        for names, labels, seen in used.values():
+            rest = np.flatnonzero(~seen)
+            if len(rest):
+                frames.append(pd.DataFrame({"image": names[rest], "label": labels[rest], "split": "unused"}))
+        return pd.concat(frames, ignore_index=True)
 
     def summary(self):
         """One line: name, classes, levels and split sizes."""
@@ -297,53 +329,60 @@ def train_augmentation():
 
 
 # ------------------------------------------------------------------ splits
-def _count(n, fraction):
-    """Images in a part of ``fraction`` of n: round half up."""
-    return int(math.floor(n * fraction + 0.5))
+def paper_permutation(n, seed):
+    """The paper's draw: ``torch.randperm(n)`` from a ``torch.Generator`` seeded with ``seed``.
 
-
-def random_split(n, *, use_val, seed, val_fraction=0.1, test_fraction=None):
-    """Seeded random train / val / test split of ``n`` items (docs/datasets.md).
-
-    With ``use_val``: 70 / 10 / 20 (test 20%, val 10%, train the rest); without:
-    90 / 10 (test 10%, train the rest).  One ``numpy.random.default_rng(seed)``
-    permutation; its first items are the train part, then val, then test.
-    Each part is returned sorted.  ``val`` is None without ``use_val``.
+    ``torch.utils.data.random_split(..., generator=torch.Generator().manual_seed(seed))``
+    draws exactly this permutation and cuts it into consecutive parts.
     """
-    if test_fraction is None:
-        test_fraction = 0.2 if use_val else 0.1
-    n_test = _count(n, test_fraction)
-    n_val = _count(n, val_fraction) if use_val else 0
-    n_train = n - n_test - n_val
-    if n_train <= 0 or n_test <= 0 or (use_val and n_val <= 0):
-        raise UserError(
-            f"too few images ({n}) to split into train/{'val/' if use_val else ''}test; add images"
-        )
-    perm = np.random.default_rng(seed).permutation(n)
-    train = np.sort(perm[:n_train])
-    val = np.sort(perm[n_train : n_train + n_val]) if use_val else None
-    test = np.sort(perm[n_train + n_val :])
-    return train, val, test
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(int(n), generator=generator).numpy().astype(np.int64)
 
 
-def split_train_pool(pool, *, use_val, seed, small=False, val_fraction=0.1, small_fraction=0.1, what="training"):
-    """Split an official training pool (indices) into train and optional val.
+def cut_permutation(n, counts, seed, what="images"):
+    """Consecutive parts of :func:`paper_permutation`: ``counts`` (the first parts), then the rest.
 
-    ``use_val``: val = 10% of the pool, train the rest (CIFAR: 45,000 / 5,000).
-    ``small``: train = 10% of the pool; with ``use_val`` the rest is val.
-    Seeded permutation of the pool; parts returned sorted.
+    Each part keeps the permutation order (as ``torch.utils.data.Subset`` does).
+    A UserError when a part would be empty.
+    """
+    counts = [int(c) for c in counts]
+    if min(counts + [n - sum(counts)]) <= 0:
+        raise UserError(f"too few {what} ({n}) for this split (parts of {', '.join(map(str, counts))} and the "
+                        "rest); add images or drop --use_val/--small")
+    perm = paper_permutation(n, seed)
+    bounds = np.cumsum([0] + counts + [n - sum(counts)])
+    return [perm[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def random_split(n, *, use_val, seed):
+    """The paper's train / val / test split of ``n`` images (docs/datasets.md).
+
+    With ``use_val``: the first ``int(0.7 n)`` of :func:`paper_permutation`
+    train, the next ``int(0.1 n)`` validate, the rest test; without: the first
+    ``int(0.9 n)`` train, the rest test (``val`` is None).  Parts keep the
+    permutation order.
+    """
+    if use_val:
+        return tuple(cut_permutation(n, [int(0.7 * n), int(0.1 * n)], seed))
+    train, test = cut_permutation(n, [int(0.9 * n)], seed)
+    return train, None, test
+
+
+def split_train_pool(pool, *, use_val, seed, small=False, what="training"):
+    """Split an official training pool (indices, in file order) into train and optional val.
+
+    ``use_val``: the first ``int(0.9 n)`` of :func:`paper_permutation` of the
+    pool train, the rest validate (CIFAR-100: 45,000 / 5,000).
+    ``small``: the first ``int(0.1 n)`` train (5,000); with ``use_val`` the
+    rest validate.  Neither: the whole pool in file order trains.
+    Parts keep the permutation order.
     """
     pool = np.asarray(pool, dtype=np.int64)
     n = len(pool)
-    perm = pool[np.random.default_rng(seed).permutation(n)]
-    if small:
-        n_train = _count(n, small_fraction)
-        train, val = perm[:n_train], (perm[n_train:] if use_val else None)
-    elif use_val:
-        n_val = _count(n, val_fraction)
-        train, val = perm[n_val:], perm[:n_val]
-    else:
-        train, val = perm, None
-    if len(train) == 0 or (val is not None and len(val) == 0):
-        raise UserError(f"too few {what} images ({n}) for this split; add images or drop --small/--use_val")
-    return np.sort(train), (None if val is None else np.sort(val))
+    if not small and not use_val:
+        if n == 0:
+            raise UserError(f"no {what} images; add images")
+        return pool, None
+    first = int(0.1 * n) if small else int(0.9 * n)
+    train, rest = cut_permutation(n, [first], seed, what=f"{what} images")
+    return pool[train], (pool[rest] if use_val else None)

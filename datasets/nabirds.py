@@ -13,18 +13,30 @@ Classes are the class ids that have images (555 in NABirds), ordered by
 ascending id.  A class's path runs from the root (``Birds``) down to the class,
 following parent *ids* in ``hierarchy.txt`` (names repeat across levels, e.g. a
 species node and its single leaf class).  Whole images, resized.
+
+Image order (what the split draws from): the rows of the paper's image list
+(a ``Filepath,Class`` CSV in the folder) when present, read from
+``images_128/`` (the paper's resized copy) or else the same files in
+``images/``; otherwise the images of ``images.txt`` in sorted path order.
 """
+import csv
 import os
 
 import numpy as np
 
-from datasets.common import random_split, require_folder, split_train_pool, train_augmentation
-from datasets.taxonomy import build_file_splits
+from datasets.common import cut_permutation, random_split, require_folder, split_train_pool, train_augmentation
+from datasets.taxonomy import IMAGE_COLUMNS, _read_csv, build_file_splits
 from utils.errors import UserError
 from utils.hierarchy import Hierarchy
 
 FOLDER = "nabirds"
 TABLES = ("images.txt", "classes.txt", "hierarchy.txt", "image_class_labels.txt", "train_test_split.txt")
+#: The paper's resized copy of ``images/`` (read instead of ``images/`` when present with an image list).
+RESIZED_FOLDER = "images_128"
+#: Images in the distributed NABirds; ``--small`` counts are for this many.
+FULL_SIZE = 48562
+#: ``--small``: training and (with ``--use_val``) validation images of the full set.
+SMALL_TRAIN, SMALL_VAL = 5000, 30000
 
 
 def _read_table(folder, fname, n_fields):
@@ -74,12 +86,71 @@ def class_paths(names, parents, class_ids):
     return paths
 
 
-def load_nabirds(data_root, *, use_val=False, seed=0, resize=128, aug=False, official_split=False, cache=None):
+def small_counts(n):
+    """``--small``: (train, val) image counts for ``n`` images.
+
+    5,000 and 30,000 for the full set (``n >= FULL_SIZE``); a smaller archive
+    gets the same fractions of its size, ``int(5000 n / 48562)`` and
+    ``int(30000 n / 48562)``, at least 1 each.
+    """
+    if n >= FULL_SIZE:
+        return SMALL_TRAIN, SMALL_VAL
+    return max(1, int(SMALL_TRAIN * n / FULL_SIZE)), max(1, int(SMALL_VAL * n / FULL_SIZE))
+
+
+def find_image_list(folder):
+    """The paper's image list in ``folder``: the one ``*.csv`` with the columns ``Filepath,Class``, or None."""
+    found = []
+    for fname in sorted(os.listdir(folder)):
+        if fname.startswith(".") or not fname.lower().endswith(".csv"):
+            continue
+        path = os.path.join(folder, fname)
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                header = [h.strip() for h in next(csv.reader(fh), [])]
+        except (OSError, UnicodeDecodeError, csv.Error):
+            continue
+        if all(c in header for c in IMAGE_COLUMNS):
+            found.append(path)
+    if len(found) > 1:
+        raise UserError(f"{folder} holds {len(found)} image lists (Filepath,Class): "
+                        f"{', '.join(os.path.basename(f) for f in found)}; keep one")
+    return found[0] if found else None
+
+
+def image_list_order(list_csv, rel_paths):
+    """Positions in ``rel_paths`` (paths below ``images/``) of the image list's rows, in row order.
+
+    A Filepath's part after its last ``images_128`` or ``images`` folder is
+    the path below ``images/``.
+    """
+    position = {rel.replace("\\", "/"): i for i, rel in enumerate(rel_paths)}
+    order = []
+    for line, row in enumerate(_read_csv(list_csv, IMAGE_COLUMNS), start=2):
+        parts = [p for p in row["Filepath"].replace("\\", "/").split("/") if p]
+        cut = max((i for i, p in enumerate(parts) if p in (RESIZED_FOLDER, "images")), default=None)
+        rel = None if cut is None else "/".join(parts[cut + 1:])
+        if rel not in position:
+            raise UserError(f"{list_csv} line {line}: {row['Filepath']!r} is not an image of images.txt "
+                            f"(expected .../{RESIZED_FOLDER}/<class id>/<file>); fix the list or remove it")
+        order.append(position[rel])
+    if not order:
+        raise UserError(f"{list_csv} lists no images; add one row per image (Filepath,Class) or remove it")
+    if len(set(order)) != len(order):
+        raise UserError(f"{list_csv} lists an image twice; keep one row per image")
+    return np.asarray(order, dtype=np.int64)
+
+
+def load_nabirds(data_root, *, use_val=False, seed=0, resize=128, aug=False, official_split=False, small=False,
+                 cache=None):
     """NABirds (docs/datasets.md); returns :class:`DataSplits`.
 
-    Split: seeded random 70/10/20 (``use_val``) or 90/10 over all images; with
+    Split: the paper's draw (:func:`datasets.common.random_split`), 70/10/20
+    (``use_val``) or 90/10, over the image order (module docstring).
+    ``small``: the first :func:`small_counts` images of the same draw train
+    (and, with ``use_val``, the next validate), the rest test.  With
     ``official_split`` the test set is ``train_test_split.txt``'s test images
-    and, with ``use_val``, a seeded 10% of its training images validate.
+    and, with ``use_val``, 10% of its training images validate.
     ``aug``: random affine + horizontal flip on the training split only.
     ``resize``: side in pixels (None: 128).
     """
@@ -98,6 +169,9 @@ def load_nabirds(data_root, *, use_val=False, seed=0, resize=128, aug=False, off
         if child != parent:  # a root listed as its own parent is still the root
             parents[child] = parent
 
+    if small and official_split:
+        raise UserError("--small and --official_split contradict each other (--small draws its own split); "
+                        "drop one of them")
     images_path, rows = _read_table(folder, "images.txt", 2)
     image_ids = [img for _, (img, _) in rows]
     rel_paths = [rel.strip() for _, (_, rel) in rows]
@@ -105,6 +179,16 @@ def load_nabirds(data_root, *, use_val=False, seed=0, resize=128, aug=False, off
         raise UserError(f"{images_path} lists no images; restore it from the NABirds archive")
     if len(set(image_ids)) != len(image_ids):
         raise UserError(f"{images_path} lists an image id twice; restore it from the archive")
+    image_list = find_image_list(folder)
+    if image_list is not None:
+        order = image_list_order(image_list, rel_paths)
+        resized = os.path.isdir(os.path.join(folder, RESIZED_FOLDER))
+        image_folder = RESIZED_FOLDER if resized else "images"
+    else:
+        order = np.asarray(sorted(range(len(rel_paths)), key=rel_paths.__getitem__), dtype=np.int64)
+        image_folder = "images"
+    image_ids = [image_ids[i] for i in order]
+    rel_paths = [rel_paths[i] for i in order]
 
     labels_path, rows = _read_table(folder, "image_class_labels.txt", 2)
     class_of = {img: _int(cid, labels_path, number) for number, (img, cid) in rows}
@@ -121,7 +205,7 @@ def load_nabirds(data_root, *, use_val=False, seed=0, resize=128, aug=False, off
     hierarchy = Hierarchy([names[int(c)] for c in class_ids], paths)
     labels = np.searchsorted(class_ids, image_class)
 
-    files = [os.path.join(folder, "images", *rel.replace("\\", "/").split("/")) for rel in rel_paths]
+    files = [os.path.join(folder, image_folder, *rel.replace("\\", "/").split("/")) for rel in rel_paths]
     absent = [f for f in files if not os.path.isfile(f)]
     if absent:
         raise UserError(f"{len(absent)} of the {len(files)} images listed in {images_path} are missing, "
@@ -140,8 +224,15 @@ def load_nabirds(data_root, *, use_val=False, seed=0, resize=128, aug=False, off
         if len(test) == 0:
             raise UserError(f"{split_path} marks no test image; restore it from the archive")
         split = (train, val, test)
+    elif small:
+        n_train, n_val = small_counts(len(files))
+        if use_val:
+            split = tuple(cut_permutation(len(files), [n_train, n_val], seed, what="NABirds images"))
+        else:
+            train, test = cut_permutation(len(files), [n_train], seed, what="NABirds images")
+            split = (train, None, test)
     else:
         split = random_split(len(files), use_val=use_val, seed=seed)
     return build_file_splits("nabirds", files, labels, hierarchy, gray=False, resize=resize, use_val=use_val,
                              seed=seed, cache=cache, transform=train_augmentation() if aug else None,
-                             split=split)
+                             split=split, root=data_root)

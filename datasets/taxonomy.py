@@ -8,6 +8,8 @@ element, so an ancestor comes right before its descendants).
 
 The original two-CSV description (a class table ``Class,Path,Number`` and an
 image table ``Filepath,Class``) is also read; see :func:`load_csv_description`.
+There the class order is ``Number`` (the paper's class index) and the image
+order is the image table's row order; for folders the image order is sorted path.
 """
 import csv
 import json
@@ -39,17 +41,28 @@ IMAGE_COLUMNS = ("Filepath", "Class")
 
 
 # ------------------------------------------------------------- common tail
+def relative_ids(files, root):
+    """Each file's path relative to ``root``, ``/``-separated (the image names of ``split.csv``)."""
+    root = os.path.abspath(os.fspath(root))
+    return [os.path.relpath(os.path.abspath(f), root).replace(os.sep, "/") for f in files]
+
+
 def build_file_splits(name, files, labels, hierarchy, *, gray, resize, use_val, seed, cache=None,
-                      transform=None, split=None):
+                      transform=None, split=None, root=None):
     """Check every image once, split, and wrap the three parts as datasets.
 
-    ``split`` (train, val, test index arrays) overrides the seeded random split.
-    ``transform`` is applied to the training part only.
+    ``files`` is the image order the split draws from.  ``split`` (train,
+    val, test index arrays) overrides the paper's random split
+    (:func:`datasets.common.random_split`).  ``transform`` is applied to the
+    training part only.  ``root``: the folder image names in ``split.csv`` are
+    relative to (the data root; None: the folder above the first image's class tree).
     """
     resize = check_resize(resize)
     labels = np.asarray(labels, dtype=np.int64)
     sizes, images = check_images(files, gray=gray, resize=resize, cache=cache, desc=f"checking {name} images")
     train, val, test = split if split is not None else random_split(len(files), use_val=use_val, seed=seed)
+    ids = relative_ids(files, root if root is not None else os.path.dirname(os.path.commonpath(
+        [os.path.abspath(f) for f in files])))
 
     def part(indices, tf=None):
         return ImageFileDataset(files, labels, sizes, indices, resize=resize, gray=gray, cache=images, transform=tf)
@@ -63,6 +76,7 @@ def build_file_splits(name, files, labels, hierarchy, *, gray, resize, use_val, 
         in_channels=1 if gray else 3,
         train_labels=labels[train],
         image_size=resize,
+        image_ids={"train": ids, "val": ids, "test": ids},
     )
 
 
@@ -118,7 +132,8 @@ def scan_taxonomy(folder):
 def load_taxonomy_folder(folder, *, name=None, gray=False, resize=128, use_val=False, seed=0, cache=None):
     """Read a taxonomy-folder dataset (docs/datasets.md); returns :class:`DataSplits`.
 
-    Split: seeded random 70/10/20 train/val/test with ``use_val``, else 90/10.
+    Image order: sorted path below the folder (``/``-separated strings).
+    Split: the paper's draw, 70/10/20 train/val/test with ``use_val``, else 90/10.
     ``cache``: keep the decoded, resized images in memory (None: when they fit
     in ``CACHE_LIMIT_BYTES``).
     """
@@ -136,9 +151,12 @@ def load_taxonomy_folder(folder, *, name=None, gray=False, resize=128, use_val=F
     for key in map(tuple, paths):
         files.extend(classes[key])
         labels.extend([index[key]] * len(classes[key]))
+    rel = relative_ids(files, folder)
+    order = sorted(range(len(files)), key=rel.__getitem__)  # image order: sorted path
+    files, labels = [files[i] for i in order], [labels[i] for i in order]
     hierarchy = Hierarchy([p[-1] for p in paths], paths)
     return build_file_splits(name, files, labels, hierarchy, gray=gray, resize=resize, use_val=use_val,
-                             seed=seed, cache=cache)
+                             seed=seed, cache=cache, root=os.path.dirname(os.path.abspath(folder)))
 
 
 # ------------------------------------------------------------ CSV description
@@ -292,42 +310,31 @@ def load_csv_description(class_csv, image_csv, *, data_root, gray=False, resize=
                          name=None, cache=None):
     """Read the original two-CSV description (docs/datasets.md).
 
-    ``class_csv``: columns ``Class,Path,Number`` (``Number``, the image count,
-    is informational only).  ``image_csv``: columns ``Filepath,Class`` where
-    ``Class`` is a name from the class table.  Filepaths are mapped onto
-    ``data_root`` by :func:`resolve_filepaths`.  Class order = sorted path.
+    ``class_csv``: columns ``Class,Path,Number``, read by :func:`read_class_table`
+    (``Number`` is the class index; placeholder prefix removed from ``Path``).
+    ``image_csv``: columns ``Filepath,Class`` where ``Class`` is a name from the
+    class table; its row order is the image order the split draws from.
+    Filepaths are mapped onto ``data_root`` by :func:`resolve_filepaths`.
     """
     class_csv, image_csv = os.fspath(class_csv), os.fspath(image_csv)
     csv_folder = os.path.dirname(os.path.abspath(class_csv))
     name = name or os.path.basename(csv_folder)
-    class_rows = _read_csv(class_csv, CLASS_COLUMNS)
+    names, paths = read_class_table(class_csv, name)
     image_rows = _read_csv(image_csv, IMAGE_COLUMNS)
-    if not class_rows:
-        raise UserError(f"{class_csv} lists no classes; add one row per class (Class,Path,Number)")
     if not image_rows:
         raise UserError(f"{image_csv} lists no images; add one row per image (Filepath,Class)")
+    index = {cls: k for k, cls in enumerate(names)}
 
-    path_of = {}
-    for line, row in enumerate(class_rows, start=2):
-        cls = row["Class"]
-        if not cls:
-            raise UserError(f"{class_csv} line {line}: empty Class")
-        if cls in path_of:
-            raise UserError(f"{class_csv} line {line}: class {cls!r} is listed twice; keep one row per class")
-        path_of[cls] = parse_class_path(row["Path"], cls, f"{class_csv} line {line}")
-    if len(set(map(tuple, path_of.values()))) != len(path_of):
-        raise UserError(f"{class_csv}: two classes have the same Path; every class needs its own path")
-
-    filepaths, image_classes = [], []
+    filepaths, labels = [], []
     for line, row in enumerate(image_rows, start=2):
         cls = row["Class"]
-        if cls not in path_of:
+        if cls not in index:
             raise UserError(f"{image_csv} line {line}: class {cls!r} is not in {class_csv}; add it there")
         if not row["Filepath"]:
             raise UserError(f"{image_csv} line {line}: empty Filepath")
         filepaths.append(row["Filepath"])
-        image_classes.append(cls)
-    empty = [c for c in path_of if c not in set(image_classes)]
+        labels.append(index[cls])
+    empty = [names[k] for k in sorted(set(range(len(names))) - set(labels))]
     if empty:
         raise UserError(
             f"class {empty[0]!r} in {class_csv} has no image in {image_csv}"
@@ -343,16 +350,9 @@ def load_csv_description(class_csv, image_csv, *, data_root, gray=False, resize=
             f"{len(missing)} of the {len(files)} images listed in {image_csv} are missing, e.g. {missing[0]}; "
             "check --data_root (it replaces the placeholder prefix of the Filepath entries)"
         )
-
-    paths, index = _order_classes(path_of.values())
-    names = [p[-1] for p in paths]
-    labels = [index[tuple(path_of[c])] for c in image_classes]
-    order = np.argsort(np.asarray(labels), kind="stable")  # images grouped by class, file order kept
-    files = [files[i] for i in order]
-    labels = [labels[i] for i in order]
     hierarchy = Hierarchy(names, paths)
     return build_file_splits(name, files, labels, hierarchy, gray=gray, resize=resize, use_val=use_val,
-                             seed=seed, cache=cache)
+                             seed=seed, cache=cache, root=data_root)
 
 
 def find_csv_description(folder):

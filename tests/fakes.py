@@ -261,11 +261,16 @@ def _write_lines(path, lines):
         fh.write("".join(line + "\n" for line in lines))
 
 
-def write_fake_nabirds(root, images_per_class=None, *, seed=0):
+def write_fake_nabirds(root, images_per_class=None, *, seed=0, image_list=False, resized=False):
     """Write ``<root>/nabirds/`` as distributed (tables, ``images/<4-digit id>/<uuid>.jpg``); returns ``root``.
 
     Image ids are uuid-like strings; image ``k`` overall is ``(20 + k) x (16 + 2k)``
     pixels.  Every third image is a training image in ``train_test_split.txt``.
+    ``image_list``: also the paper's image list ``nabirds_info.csv``
+    (``Filepath,Class``; Filepath ``/DATA_init/nabirds/images_128/<id>/<file>``,
+    Class the class id) with the images in a seeded shuffled order.
+    ``resized``: also the paper's resized copy ``images_128/`` (the same
+    files, each ``(4 + k % 5) x 6`` pixels).
     """
     root = os.fspath(root)
     folder = os.path.join(root, "nabirds")
@@ -291,6 +296,16 @@ def write_fake_nabirds(root, images_per_class=None, *, seed=0):
             split.append(f"{image_id} {1 if k % 3 == 0 else 0}")
             sizes.append(f"{image_id} {width} {height}")
             k += 1
+    if resized:
+        for k, line in enumerate(images):
+            rel = line.split()[1]
+            os.makedirs(os.path.join(folder, "images_128", os.path.dirname(rel)), exist_ok=True)
+            small = rng.integers(0, 256, size=(6, 4 + k % 5, 3), dtype=np.uint8)
+            Image.fromarray(small, "RGB").save(os.path.join(folder, "images_128", rel), quality=90)
+    if image_list:
+        rows = [f"/DATA_init/nabirds/images_128/{line.split()[1]},{cls.split()[1]}" for line, cls in zip(images, labels)]
+        _write_lines(os.path.join(folder, "nabirds_info.csv"),
+                     ["Filepath,Class"] + [rows[i] for i in rng.permutation(len(rows))])
     _write_lines(os.path.join(folder, "images.txt"), images)
     _write_lines(os.path.join(folder, "image_class_labels.txt"), labels)
     _write_lines(os.path.join(folder, "train_test_split.txt"), split)
@@ -316,15 +331,20 @@ def fake_plankton_size(class_index, k):
 
 
 def write_fake_plankton(root, name="FakePlankton", *, classes=None, mode="RGB", as_csv=False,
-                        csv_prefix="/home/someone/data", seed=0):
+                        csv_prefix="/home/someone/data", seed=0, paper=False, numbers=None):
     """Write ``<root>/<name>/`` as a taxonomy folder; returns that folder.
 
     Image ``k`` of the ``i``-th class (sorted path) is :func:`fake_plankton_size`
     pixels, PNG for even ``k`` and JPEG for odd ``k``, in ``mode`` (RGB or L).
     Also written: an empty folder, a hidden folder with an image, and a text
     file, which the loader must ignore.  With ``as_csv`` the folder also holds
-    ``classes.csv`` (``Class,Path,Number``) and ``images.csv`` (``Filepath,Class``)
-    whose Filepaths start with ``csv_prefix/<name>/``.
+    ``classes.csv`` (``Class,Path,Number``; ``Number`` = ``numbers[i]`` for the
+    ``i``-th class, default ``i``) and ``images.csv`` (``Filepath,Class``, in
+    sorted-path order) whose Filepaths start with ``csv_prefix/<name>/``.
+    ``paper``: the paper's tables instead, ``<name>_cls.csv`` and
+    ``<name>_info.csv``, both with paths starting
+    ``/DATA_init/plankton_datasets/<name>/`` (class Paths too), and the image
+    rows in a seeded shuffled order.
     """
     folder = os.path.join(os.fspath(root), name)
     classes = dict(classes or FAKE_PLANKTON_CLASSES)
@@ -340,22 +360,31 @@ def write_fake_plankton(root, name="FakePlankton", *, classes=None, mode="RGB", 
             pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
             fname = f"img_{k:03d}.png" if k % 2 == 0 else f"img_{k:03d}.jpg"
             Image.fromarray(pixels, mode).save(os.path.join(cls_folder, fname))
-            image_rows.append(("/".join([csv_prefix.rstrip("/"), name, *path, fname]), path[-1]))
+            image_rows.append(([*path, fname], path[-1]))
     os.makedirs(os.path.join(folder, "Diatoms", "Empty"), exist_ok=True)
     os.makedirs(os.path.join(folder, ".thumbnails", "x"), exist_ok=True)
     Image.new(mode, (5, 5)).save(os.path.join(folder, ".thumbnails", "x", "a.png"))
     with open(os.path.join(folder, "Diatoms", "notes.txt"), "w") as fh:
         fh.write("not an image\n")
-    if as_csv:
+    if as_csv or paper:
         import csv
 
-        with open(os.path.join(folder, "classes.csv"), "w", newline="", encoding="utf-8") as fh:
+        order = sorted(classes)
+        numbers = list(range(len(order))) if numbers is None else list(numbers)
+        class_prefix = ""
+        class_file, image_file = "classes.csv", "images.csv"
+        if paper:
+            csv_prefix = "/DATA_init/plankton_datasets"
+            class_prefix = f"{csv_prefix}/{name}/"
+            class_file, image_file = f"{name}_cls.csv", f"{name}_info.csv"
+            image_rows = [image_rows[i] for i in rng.permutation(len(image_rows))]
+        with open(os.path.join(folder, class_file), "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["Class", "Path", "Number"])
             for path in sorted(classes, reverse=True):  # not in class order
-                writer.writerow([path[-1], "/".join(path), classes[path]])
-        with open(os.path.join(folder, "images.csv"), "w", newline="", encoding="utf-8") as fh:
+                writer.writerow([path[-1], class_prefix + "/".join(path), numbers[order.index(path)]])
+        with open(os.path.join(folder, image_file), "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["Filepath", "Class"])
-            writer.writerows(image_rows)
+            writer.writerows(("/".join([csv_prefix.rstrip("/"), name, *rel]), cls) for rel, cls in image_rows)
     return folder

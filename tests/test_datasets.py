@@ -41,34 +41,41 @@ def run_cli(*args):
 
 
 # ====================================================================== splits
-def test_random_split_sizes_and_determinism():
+def torch_split(n, lengths, seed):
+    """The paper's call: ``torch.utils.data.random_split`` with a seeded generator; the parts' indices."""
+    parts = torch.utils.data.random_split(range(n), lengths, generator=torch.Generator().manual_seed(seed))
+    return [list(p.indices) for p in parts]
+
+
+def test_random_split_is_torchs_random_split():
+    # counts by hand: int(0.7 * 1000) = 700, int(0.1 * 1000) = 100; int(0.9 * 1000) = 900
     train, val, test = random_split(1000, use_val=True, seed=1)
-    assert (len(train), len(val), len(test)) == (700, 100, 200)
-    assert np.array_equal(np.sort(np.concatenate([train, val, test])), np.arange(1000))
-    again = random_split(1000, use_val=True, seed=1)
-    assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again))
-    other = random_split(1000, use_val=True, seed=2)
-    assert not np.array_equal(test, other[2])
+    assert [train.tolist(), val.tolist(), test.tolist()] == torch_split(1000, [700, 100, 200], 1)
     train, val, test = random_split(1000, use_val=False, seed=1)
-    assert (len(train), val, len(test)) == (900, None, 100)
-    # 10 images: test round(2.0) = 2, val round(1.0) = 1, train 7; 5 images no val: test round(0.5) = 1
-    assert [len(p) for p in random_split(10, use_val=True, seed=0)] == [7, 1, 2]
-    assert len(random_split(5, use_val=False, seed=0)[2]) == 1
+    assert val is None and [train.tolist(), test.tolist()] == torch_split(1000, [900, 100], 1)
+    assert not np.array_equal(test, random_split(1000, use_val=False, seed=2)[2])
+    # 10 images: int(7.000000000000001) = 7, int(1.0) = 1, 2 left; 14 without val: int(12.6) = 12, 2 left
+    assert [p.tolist() for p in random_split(10, use_val=True, seed=0)] == torch_split(10, [7, 1, 2], 0)
+    assert [len(p) for p in random_split(14, use_val=True, seed=0)] == [9, 1, 4]  # int(9.8), int(1.4)
+    assert len(random_split(3, use_val=False, seed=0)[2]) == 1  # int(2.7) = 2 train
+    with pytest.raises(UserError, match=r"too few images \(2\)"):
+        random_split(2, use_val=True, seed=0)  # int(0.2) = 0 val images
     with pytest.raises(UserError, match="too few images"):
-        random_split(3, use_val=False, seed=0)  # round(0.3) = 0 test images
+        random_split(1, use_val=False, seed=0)  # int(0.9) = 0 train images
 
 
-def test_split_train_pool_proportions():
-    pool = np.arange(50000)
+def test_split_train_pool_is_torchs_random_split():
+    pool = np.arange(50000) + 7  # positions 0..49999 of the pool map to 7..50006
     train, val = split_train_pool(pool, use_val=True, seed=3)
-    assert (len(train), len(val)) == (45000, 5000)
-    assert len(np.intersect1d(train, val)) == 0
+    expected = torch_split(50000, [45000, 5000], 3)
+    assert train.tolist() == [i + 7 for i in expected[0]] and val.tolist() == [i + 7 for i in expected[1]]
     train, val = split_train_pool(pool, use_val=True, seed=3, small=True)
-    assert (len(train), len(val)) == (5000, 45000)
+    expected = torch_split(50000, [5000, 45000], 3)
+    assert train.tolist() == [i + 7 for i in expected[0]] and val.tolist() == [i + 7 for i in expected[1]]
     train, val = split_train_pool(pool, use_val=False, seed=3, small=True)
-    assert (len(train), val) == (5000, None)
+    assert train.tolist() == [i + 7 for i in expected[0]] and val is None
     train, val = split_train_pool(pool, use_val=False, seed=3)
-    assert np.array_equal(train, pool) and val is None
+    assert np.array_equal(train, pool) and val is None  # the whole pool in file order
 
 
 # =================================================================== CIFAR-100
@@ -126,8 +133,8 @@ def test_cifar_splits_resize_and_aug(tmp_path):
     content = fakes.fake_cifar100_arrays(10, 1)
     data = datasets.load_cifar100(tmp_path, use_val=True, seed=5)
     assert (len(data.train), len(data.val), len(data.test)) == (900, 100, 100)  # 90 / 10 of 1,000
-    both = np.concatenate([data.train.indices, data.val.indices])
-    assert np.array_equal(np.sort(both), np.arange(1000))
+    expected = torch_split(1000, [900, 100], 5)  # the draw over the official training file order
+    assert [data.train.indices.tolist(), data.val.indices.tolist()] == expected
     j = data.val.indices[7]
     assert torch.equal(data.val[7][0], torch.from_numpy(content["train"]["data"][j].reshape(3, 32, 32)).float() / 255)
     np.testing.assert_array_equal(data.train_labels, np.asarray(content["train"]["fine_labels"])[data.train.indices])
@@ -135,7 +142,7 @@ def test_cifar_splits_resize_and_aug(tmp_path):
     assert np.array_equal(again.val.indices, data.val.indices)
     assert not np.array_equal(datasets.load_cifar100(tmp_path, use_val=True, seed=6).val.indices, data.val.indices)
     small = datasets.load_cifar100(tmp_path, use_val=True, small=True, seed=5)
-    assert (len(small.train), len(small.val)) == (100, 900)
+    assert [small.train.indices.tolist(), small.val.indices.tolist()] == torch_split(1000, [100, 900], 5)
     assert datasets.load_cifar100(tmp_path, small=True).val is None
 
     big = datasets.load_cifar100(tmp_path, resize=48, aug=True, seed=5)
@@ -236,7 +243,13 @@ def test_cifar_missing_and_damaged_files(tmp_path):
 # ===================================================================== NABirds
 # images.txt order (most images first): 500 x4 (k 0-3), 295 x3 (4-6), 600 x3 (7-9), 463 x2 (10-11), 1005 x2 (12-13)
 # labels = rank of the class id among 295, 463, 500, 600, 1005
-NABIRDS_LABELS = [2, 2, 2, 2, 0, 0, 0, 3, 3, 3, 1, 1, 4, 4]
+NABIRDS_LABELS = [2, 2, 2, 2, 0, 0, 0, 3, 3, 3, 1, 1, 4, 4]  # image k of images.txt (fakes: most images first)
+
+
+def nabirds_k(root):
+    """Image order without an image list, sorted path: ``k`` (line of images.txt) at each loader position."""
+    rel = [line.split()[1] for line in (root / "nabirds" / "images.txt").read_text().splitlines()]
+    return sorted(range(len(rel)), key=rel.__getitem__)
 
 
 def test_nabirds_classes_and_paths_by_id(tmp_path):
@@ -255,29 +268,35 @@ def test_nabirds_classes_and_paths_by_id(tmp_path):
     # Eider male vs female: 1 + 1; Mallard vs Eider male: 2 + 2; Warbler vs Eider: 4 + 3; id 1005 vs Mallard: 1 + 2
     assert (h.distances[0, 1], h.distances[2, 0], h.distances[3, 0], h.distances[4, 2]) == (2, 4, 7, 3)
     assert (data.name, data.in_channels, data.image_size) == ("nabirds", 3, 24)
-    assert (len(data.train), data.val, len(data.test)) == (13, None, 1)  # 14 images: test round(1.4) = 1
+    assert (len(data.train), data.val, len(data.test)) == (12, None, 2)  # 14 images: train int(12.6) = 12
+    order = nabirds_k(tmp_path)
+    # the fake writes class folders 0500, 0295, 0600, 0463, 1005 in that order; sorted paths put 0295 first
+    assert [NABIRDS_LABELS[k] for k in order] == [0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4]
     for part in (data.train, data.test):
         for i in range(len(part)):
             image, label, wh = part[i]
-            k = int(part.indices[i])
+            k = order[int(part.indices[i])]
             assert label == NABIRDS_LABELS[k]
             assert wh.tolist() == [20.0 + k, 16.0 + 2 * k]  # image k is (20 + k) x (16 + 2k)
             assert image.shape == (3, 24, 24)
             assert os.path.basename(os.path.dirname(part.file(i))) == f"{[295, 463, 500, 600, 1005][label]:04d}"
     assert torch.equal(data.test[0][0], expected_image(data.test.file(0), 24))
     with_val = datasets.load_nabirds(tmp_path, use_val=True, seed=3, resize=24)
-    assert (len(with_val.train), len(with_val.val), len(with_val.test)) == (10, 1, 3)  # 14: 2.8 -> 3, 1.4 -> 1
+    assert (len(with_val.train), len(with_val.val), len(with_val.test)) == (9, 1, 4)  # int(9.8), int(1.4), rest
 
 
 def test_nabirds_official_split_and_aug(tmp_path):
     fakes.write_fake_nabirds(tmp_path)
     data = datasets.load_nabirds(tmp_path, official_split=True, resize=16, aug=True)
     # train_test_split.txt: image k is a training image when k % 3 == 0 -> 0, 3, 6, 9, 12
-    assert data.train.indices.tolist() == [0, 3, 6, 9, 12] and len(data.test) == 9
-    assert data.train_labels.tolist() == [2, 2, 0, 3, 4]
+    order = nabirds_k(tmp_path)
+    pool = [j for j, k in enumerate(order) if k % 3 == 0]  # their loader positions, in image (sorted path) order
+    assert data.train.indices.tolist() == pool and len(data.test) == 9
+    assert data.train_labels.tolist() == sorted(NABIRDS_LABELS[k] for k in (0, 3, 6, 9, 12))  # [0, 2, 2, 3, 4]
     with_val = datasets.load_nabirds(tmp_path, official_split=True, use_val=True, seed=0, resize=16)
-    assert len(with_val.train) == 4 and len(with_val.val) == 1  # 10% of 5 rounds to 1
-    assert set(with_val.train.indices) | set(with_val.val.indices) == {0, 3, 6, 9, 12}
+    expected = torch_split(5, [4, 1], 0)  # int(0.9 * 5) = 4 train of the 5 official training images
+    assert with_val.train.indices.tolist() == [pool[i] for i in expected[0]]
+    assert with_val.val.indices.tolist() == [pool[i] for i in expected[1]]
     plain = datasets.load_nabirds(tmp_path, official_split=True, resize=16)
     torch.manual_seed(1)
     a = data.train[0][0]
@@ -311,7 +330,10 @@ def test_nabirds_bad_inputs(tmp_path):
 
 # ==================================================================== plankton
 PLANKTON_PATHS = [list(p) for p in fakes.FAKE_PLANKTON_CLASSES]  # already in sorted-path order
-PLANKTON_LABELS = [0] * 3 + [1] * 4 + [2] * 3 + [3] * 5 + [4] * 3 + [5] * 2
+PLANKTON_LABELS = [0] * 3 + [1] * 4 + [2] * 3 + [3] * 5 + [4] * 3 + [5] * 2  # class by class
+# The folder route's image order is sorted path: ".../Strombidium/Strombidium conicum/img_000.png" (class 1)
+# sorts before ".../Strombidium/img_000.png" (class 0) because "S" < "i"; the other classes keep their order.
+PLANKTON_FOLDER_LABELS = [1] * 4 + [0] * 3 + [2] * 3 + [3] * 5 + [4] * 3 + [5] * 2
 
 
 def test_taxonomy_folder_classes_paths_sizes(tmp_path):
@@ -328,7 +350,8 @@ def test_taxonomy_folder_classes_paths_sizes(tmp_path):
     assert (len(data.train), data.val, len(data.test)) == (18, None, 2)  # 20 images (hidden/empty/txt ignored)
     labels = np.concatenate([data.train.targets, data.test.targets])
     order = np.concatenate([data.train.indices, data.test.indices])
-    assert labels[np.argsort(order)].tolist() == PLANKTON_LABELS
+    assert labels[np.argsort(order)].tolist() == PLANKTON_FOLDER_LABELS
+    assert sorted(order.tolist()) == list(range(20))
     for part in (data.train, data.test):
         for i in range(len(part)):
             image, label, wh = part[i]
@@ -403,10 +426,12 @@ def test_csv_description_matches_folder(tmp_path):
     assert data.train.file(0).startswith(os.path.join(str(tmp_path), "FakePlankton", "Ciliophora"))
     labels = np.concatenate([data.train.targets, data.test.targets])
     order = np.concatenate([data.train.indices, data.test.indices])
-    assert labels[np.argsort(order)].tolist() == PLANKTON_LABELS
+    assert labels[np.argsort(order)].tolist() == PLANKTON_LABELS  # the image table's row order: class by class
     folder = datasets.load_taxonomy_folder(tmp_path / "FakePlankton", resize=10)
-    assert np.array_equal(folder.test.indices, data.test.indices)
-    assert [folder.test.file(i) for i in range(2)] == [data.test.file(i) for i in range(2)]
+    label_of = {folder.train.file(i): int(folder.train.targets[i]) for i in range(len(folder.train))}
+    label_of.update({folder.test.file(i): int(folder.test.targets[i]) for i in range(len(folder.test))})
+    assert all(label_of[data.train.file(i)] == data.train.targets[i] for i in range(len(data.train)))
+    assert all(label_of[data.test.file(i)] == data.test.targets[i] for i in range(len(data.test)))
 
 
 def test_csv_placeholder_rules(tmp_path):
@@ -431,7 +456,7 @@ def test_csv_bad_inputs(tmp_path):
     with pytest.raises(UserError, match="20 of the 20 images listed .* are missing"):
         datasets.load_csv_description(classes_csv, images_csv, data_root=tmp_path / "elsewhere")
     with open(classes_csv, "a", encoding="utf-8") as fh:
-        fh.write("Lonely,Diatoms/Lonely,0\n")
+        fh.write("Lonely,Diatoms/Lonely,6\n")  # class index 6 of 0..6
     with pytest.raises(UserError, match="class 'Lonely' .* has no image"):
         datasets.load_plankton(tmp_path, "FakePlankton")
     with open(images_csv, "a", encoding="utf-8") as fh:

@@ -35,6 +35,7 @@ from utils.io import write_npz
 # ------------------------------------------------------------------ file names
 CONFIG = "config.json"
 HIERARCHY = "hierarchy.csv"
+SPLIT = "split.csv"
 HISTORY = "history.csv"
 TRAIN_LOG = "train.log"
 CHECKPOINT_BEST = "checkpoint_best.pt"

@@ -298,6 +298,7 @@ def train(args, load_data, default_workers=4, script_dir=None):
         start_time=start, end_time=None,
     )
     hierarchy.to_csv(os.path.join(run_dir, record.HIERARCHY))
+    write_dataframe_csv(os.path.join(run_dir, record.SPLIT), data.split_table())
 
     first_epoch, best_epoch, best_val = 1, 0, -math.inf
     history = []
