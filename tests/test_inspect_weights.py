@@ -216,6 +216,11 @@ def test_class_table_and_dataset_folder(tmp_path):
         metrics = json.load(fh)
     assert metrics["n_classes"] == 6
     assert "corr_mean_living_euc" in metrics  # a "nonliving" top group gives the living subset
+    # a dataset folder holding the paper's class and image tables: the class order is Number, as in training
+    write_fake_plankton(tmp_path, "Tables", paper=True, numbers=[5, 3, 0, 1, 4, 2])
+    h, _ = inspect_weights.load_hierarchy("Tables", tmp_path)
+    assert h == load_plankton(tmp_path, "Tables").hierarchy
+    assert h.names[0] == "Tintinnida sp"  # Number 0 is the third class by sorted path
 
 
 # ------------------------------------------------------------------ bad input
