@@ -3,6 +3,7 @@
     python evaluate.py record/<run>                 one run
     python evaluate.py record/                      every run in a folder of runs
     python evaluate.py record/a_seed1 record/a_seed2 --last
+    python evaluate.py --weights FILE --hierarchy FILE   any classifier's class vectors (docs/evaluate.md)
 
 For each run this writes, into the run folder: metrics.json (flat name: value),
 metrics.csv, per_class.csv, confusion.npz, hs_curve.csv, Newick trees
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from utils import record
+from utils import inspect_weights, record
 from utils.errors import UserError, exit_on_user_error
 from utils.io import write_dataframe_csv, write_json, write_npz, write_text
 from utils.metrics.evaluation import N_PERM, evaluate_outputs, options_label, summarise, summary_markdown
@@ -34,7 +35,7 @@ def parse_args(argv=None):
         epilog="Exit status 2 with one line on stderr when a folder is not a run record or its arrays disagree.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s) (record/<run name>) or folder(s) of runs")
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="run folder(s) (record/<run name>) or folder(s) of runs")
     parser.add_argument(
         "--last",
         action="store_true",
@@ -67,7 +68,9 @@ def parse_args(argv=None):
         help="threads computing hs@k blocks side by side (default: the number of CPUs, at most 8)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary table, no per-run block")
+    inspect_weights.add_arguments(parser)
     args = parser.parse_args(argv)
+    inspect_weights.check_arguments(parser, args)
     if args.n_perm < 0:
         parser.error("--n_perm must be >= 0")
     if args.workers is not None and args.workers < 1:
@@ -177,6 +180,8 @@ def summary_folder(run_dirs, explicit):
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
+    if args.weights is not None:
+        return inspect_weights.run(args)
     skipped = []
     wanted = (record.OUTPUTS_TEST, record.OUTPUTS_TEST_LAST) if args.last else record.OUTPUTS_TEST
     run_dirs = record.find_runs(args.runs, outputs=wanted, skipped=skipped)
