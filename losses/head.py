@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from losses.corr import corr_loss
 from losses.distances import cosine, normalize
 from losses.ema import ema_update
-from losses.scale import FIXED_SCALE, dynamic_scale_objective, initial_scale
+from losses.scale import FIXED_SCALE, SCALE_UPDATES, b_scale, dynamic_scale_objective, initial_scale
 from losses.scores import scores
 
 
@@ -33,6 +33,7 @@ class ClassHead(nn.Module):
         method="DR",
         distance="euc",
         dynamic=False,
+        scale_update="equations",
         ema=False,
         alpha=0.01,
         corr=False,
@@ -44,6 +45,9 @@ class ClassHead(nn.Module):
         self.method, self.distance = method, distance
         self.n_classes, self.dim = n_classes, dim
         self.dynamic, self.ema, self.alpha, self.corr = dynamic, ema, alpha, corr
+        if scale_update not in SCALE_UPDATES:
+            raise ValueError(f"scale_update must be one of {SCALE_UPDATES}, got {scale_update!r}")
+        self.scale_update = scale_update
 
         W = torch.randn(n_classes, dim, generator=generator)
         if method != "softmax":
@@ -68,6 +72,7 @@ class ClassHead(nn.Module):
             self.log_s = None
             self.initial_scale = None
         else:
+            # The SPEC equations' initial scale in both --scale_update modes.
             s0 = initial_scale(method, distance, n_classes) if dynamic else FIXED_SCALE
             self.initial_scale = s0
             # ``log s`` is a parameter only for --dynamic, and has its own optimiser.
@@ -113,11 +118,16 @@ class ClassHead(nn.Module):
         """One dynamic-scale step and the EMA update of ``W``, from this step's forward pass."""
         if self.dynamic:
             with torch.no_grad():
+                s = self.scale
+                s_B = b_scale(s, self.method, self.distance, self.scale_update)
+                if s_B is not s:  # paper_code DR-euc scores B at another scale
+                    z = scores(self.method, f, self.W, s=s_B, distance=self.distance, log_prior=self.log_prior,
+                               cos=cos)
                 z_free = z.detach().scatter(1, labels[:, None], float("-inf"))
                 cos_target = cos.detach().gather(1, labels[:, None]).squeeze(1)
                 prior_target = None if self.prior is None else self.prior[labels]
             objective = dynamic_scale_objective(
-                self.log_s, z_free, cos_target, prior_target, self.method, self.distance
+                self.log_s, z_free, cos_target, prior_target, self.method, self.distance, self.scale_update
             )
             scale_optimizer.zero_grad()
             objective.backward()

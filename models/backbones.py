@@ -4,7 +4,9 @@ Pretrained ImageNet weights come from torchvision's weight enums (never
 ``torch.hub`` from a code repository).  The first convolution is always replaced
 by a freshly initialised one with the right number of input channels
 (1 for grayscale), as in the paper.  Inception-v3 has no auxiliary head and no
-input transform.  Each builder returns ``(module, n_features)``; the module maps
+input transform.  For Inception-v3 the whole first block ``Conv2d_1a_3x3``
+(convolution and BatchNorm) is replaced by a fresh one, as the paper's code
+does; ResNet gets a fresh ``conv1`` and keeps the pretrained ``bn1``.  Each builder returns ``(module, n_features)``; the module maps
 images to a feature vector (its classifier is removed).
 """
 import os
@@ -32,6 +34,17 @@ def _fresh_conv_like(conv, in_channels):
         stride=conv.stride,
         padding=conv.padding,
         bias=conv.bias is not None,
+    )
+
+
+def _fresh_basic_conv_like(block, in_channels):
+    """A newly initialised Inception ``BasicConv2d`` (conv + BatchNorm + ReLU) for ``in_channels`` inputs.
+
+    Its BatchNorm starts fresh (weight 1, bias 0, running mean 0, running var 1).
+    """
+    conv = block.conv
+    return torchvision.models.inception.BasicConv2d(
+        in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding,
     )
 
 
@@ -70,7 +83,7 @@ class SimpleCNN(nn.Module):
 
 
 def build_backbone(name, in_channels=3, pretrained=True):
-    """Return ``(backbone, n_features)`` with a fresh first convolution."""
+    """Return ``(backbone, n_features)`` with a fresh first convolution (Inception: first block)."""
     if name == "simple":
         net = SimpleCNN(in_channels)
         return net, net.n_features
@@ -90,7 +103,7 @@ def build_backbone(name, in_channels=3, pretrained=True):
     n_features = net.fc.in_features
     net.fc = nn.Identity()
     if name == "inception":
-        net.Conv2d_1a_3x3.conv = _fresh_conv_like(net.Conv2d_1a_3x3.conv, in_channels)
+        net.Conv2d_1a_3x3 = _fresh_basic_conv_like(net.Conv2d_1a_3x3, in_channels)
     else:
         net.conv1 = _fresh_conv_like(net.conv1, in_channels)
     return net, n_features

@@ -145,7 +145,7 @@ def test_dynamic_objective_by_hand():
     # DR-euc, two samples, non-target terms d^-s with s = 2: B = mean(0.25 + 1, 0.5) = 0.875
     log_s = torch.tensor(math.log(2.0), requires_grad=True)
     z_free = torch.log(torch.tensor([[0.0, 0.25, 1.0], [0.5, 0.0, 0.0]]))  # targets: log 0 = -inf
-    cos_t = torch.tensor([1.0, 0.0])  # angles 0 and pi/2 -> median pi/4 -> theta_m = pi/4
+    cos_t = torch.tensor([math.cos(math.pi / 4), 0.0])  # angles pi/4 and pi/2 -> lower middle pi/4 = theta_m
     obj = dynamic_scale_objective(log_s, z_free, cos_t, None, "DR", "euc")
     d_m = math.sqrt(2 - math.sqrt(2))
     R = 0.875 * 3 * d_m**2 + (1 - 2)

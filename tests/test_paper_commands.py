@@ -46,7 +46,7 @@ def test_plankton_example(tmp_path, offline_imagenet, capsys):
     argv = "--GPU 0 --dataset MicroS --method SD --distance euc --size_inform --seed 1 --use_val".split()
     run_dir = train.main(argv + ["--data_root", str(tmp_path / "data"), "--record_dir", str(tmp_path / "rec"),
                                  "--epochs", "1", "--num_workers", "0"])
-    assert os.path.basename(run_dir) == "MicroS_inception_normface_euc_size_val_seed1"
+    assert os.path.basename(run_dir) == "MicroS_inception_normface_euc_size_ep1_val_seed1"
     config = read_config(run_dir)
     assert config["backbone"] == "inception" and not config["rand_backbone"] and config["in_channels"] == 3
     if not torch.cuda.is_available():
@@ -69,7 +69,7 @@ def test_cifar100_example(tmp_path, offline_imagenet):
     argv = "--GPU 0 --method DR --distance arccos --seed 1 --use_val --small --aug --backbone resnet18".split()
     run_dir = train_cifar100.main(argv + ["--data_root", str(tmp_path / "data"), "--record_dir",
                                           str(tmp_path / "rec"), "--epochs", "1", "--num_workers", "0"])
-    assert os.path.basename(run_dir) == "cifar100_resnet18_DR_arccos_small_aug_val_seed1"
+    assert os.path.basename(run_dir) == "cifar100_resnet18_DR_arccos_small_aug_ep1_val_seed1"
     config = read_config(run_dir)
     assert config["n_classes"] == 100 and config["n_train"] == 20 and config["n_val"] == 180
     assert record.load_outputs(os.path.join(run_dir, record.OUTPUTS_TEST))["labels"].shape == (100,)
@@ -80,7 +80,7 @@ def test_nabirds_example(tmp_path, offline_imagenet):
     argv = "--GPU 0 --method softmax --seed 2 --backbone resnet18 --resize 64".split()
     run_dir = train_nabirds.main(argv + ["--data_root", str(tmp_path / "data"), "--record_dir",
                                          str(tmp_path / "rec"), "--epochs", "1", "--num_workers", "0"])
-    assert os.path.basename(run_dir) == "nabirds_resnet18_softmax_euc_r64_seed2"
+    assert os.path.basename(run_dir) == "nabirds_resnet18_softmax_euc_r64_ep1_seed2"
     assert "scores_proto" not in record.load_outputs(os.path.join(run_dir, record.OUTPUTS_TEST))
 
 

@@ -94,14 +94,27 @@ def test_grid_writes_a_complete_record(data_root, tmp_path, flags):
 
 def test_record_name_follows_the_documented_order(data_root, tmp_path):
     run_dir = run(data_root, tmp_path, "--size_inform", "--mds_W", "--dynamic", "--use_val", "--seed", "3", epochs=0)
-    assert os.path.basename(run_dir) == "synthetic_simple_DR_euc_rand_size_mds_dnm_val_seed3"
+    # --batch_size 64 and --epochs 0 are not the synthetic defaults (32, 8): bs64, ep0
+    assert os.path.basename(run_dir) == "synthetic_simple_DR_euc_rand_size_mds_dnm_bs64_ep0_val_seed3"
 
 
-def test_same_seed_same_record_and_resume_equals_uninterrupted(data_root, tmp_path):
+def test_same_seed_same_record_and_resume_equals_uninterrupted(data_root, tmp_path, monkeypatch):
+    import utils.trainer as trainer
+
     flags = ["--use_val", "--dynamic", "--ema", "--seed", "5"]
     a = run(data_root, tmp_path / "a", *flags, epochs=2)
     b = run(data_root, tmp_path / "b", *flags, epochs=2)
-    c = run(data_root, tmp_path / "c", *flags, epochs=1)
+    real_train_epoch = trainer.train_epoch
+
+    def killed_in_epoch_2(*args, **kwargs):  # the run is interrupted during its second epoch
+        if args[6] == 2:
+            raise KeyboardInterrupt
+        return real_train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(data_root, tmp_path / "c", *flags, epochs=2)
+    monkeypatch.setattr(trainer, "train_epoch", real_train_epoch)
     c = run(data_root, tmp_path / "c", *flags, "--resume", epochs=2)
     ref = load_npz(os.path.join(a, record.OUTPUTS_TEST))
     for other in (b, c):
@@ -179,7 +192,7 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_good_check
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "non-finite loss at epoch 2, step 3" in err and err.count("\n") == 1
-    run_dir = tmp_path / "synthetic_simple_DR_euc_rand_seed1"
+    run_dir = tmp_path / "synthetic_simple_DR_euc_rand_bs64_ep3_seed1"
     assert torch.load(run_dir / record.CHECKPOINT_LAST, weights_only=True)["epoch"] == 1
     assert list(pd.read_csv(run_dir / record.HISTORY)["epoch"]) == [1]
 

@@ -8,15 +8,30 @@ import argparse
 
 import torch
 
-from losses.scores import METHODS
+from losses.scale import SCALE_UPDATES
 from models.backbones import BACKBONES
 from utils.errors import UserError
 
 METHOD_ALIASES = {"SD": "normface", "normface": "normface", "DR": "DR", "softmax": "softmax"}
+DEFAULT_LR = 1e-4
+DEFAULT_BATCH_SIZE = 32
 
 
-def build_parser(description, *, backbone, epochs, epilog=None):
-    """The flags every training script has; ``backbone``/``epochs`` are the dataset's defaults."""
+def _lr_help(lr_by_backbone):
+    special = [f"{float_tag(lr)} for {name}" for name, lr in lr_by_backbone.items() if lr != DEFAULT_LR]
+    return ", ".join(special + [f"{float_tag(DEFAULT_LR)} otherwise" if special else float_tag(DEFAULT_LR)])
+
+
+def build_parser(description, *, backbone, epochs, lr_by_backbone=None, epilog=None):
+    """The flags every training script has; ``backbone``/``epochs`` are the dataset's defaults.
+
+    ``lr_by_backbone``: the script's learning rate per backbone where it is not
+    ``DEFAULT_LR`` (the paper's: ``train.py`` trains resnet50 at 1e-5).  The
+    defaults that run names are compared with are kept as ``<flag>_default``
+    (set here, resolved per backbone by :func:`check_args`) and recorded in
+    ``config.json``.
+    """
+    lr_by_backbone = dict(lr_by_backbone or {})
     p = argparse.ArgumentParser(
         description=description,
         epilog=epilog,
@@ -28,6 +43,9 @@ def build_parser(description, *, backbone, epochs, epilog=None):
     g.add_argument("--distance", default="euc", choices=["euc", "arccos"],
                    help="euc: chord sqrt(2-2cos); arccos: angle (default euc)")
     g.add_argument("--dynamic", action="store_true", help="dynamic scale (normface, DR); else s = 10")
+    g.add_argument("--scale_update", default="equations", choices=SCALE_UPDATES,
+                   help="the dynamic scale's per-step update: the paper's equations (default) or paper_code, "
+                        "the paper's code (docs/differences.md)")
     g.add_argument("--ema", action="store_true", help="class representatives as EMA of embeddings (no gradient)")
     g.add_argument("--alpha", type=float, default=0.01, help="EMA rate (default 0.01)")
     g.add_argument("--mds_W", action="store_true",
@@ -45,8 +63,10 @@ def build_parser(description, *, backbone, epochs, epilog=None):
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=epochs,
                    help=f"training epochs (default {epochs}); 0 records the untrained network")
-    g.add_argument("--batch_size", type=int, default=32, help="batch size (default 32)")
-    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    g.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"batch size (default {DEFAULT_BATCH_SIZE})")
+    g.add_argument("--lr", type=float, default=None,
+                   help=f"Adam learning rate of the network and the scale (default {_lr_help(lr_by_backbone)})")
     g.add_argument("--seed", type=int, default=1, help="seeds the split, initialisation, data order and MDS")
     g.add_argument("--use_val", action="store_true",
                    help="hold out a validation split and evaluate the checkpoint with the best validation accuracy")
@@ -63,12 +83,24 @@ def build_parser(description, *, backbone, epochs, epilog=None):
     g.add_argument("--data_root", default=None,
                    help="folder holding the datasets (default ./data, or DATA_init of config.json beside the scripts)")
     g.add_argument("--record_dir", default="record", help="where run folders are written (default record/)")
+    p.set_defaults(lr_by_backbone=lr_by_backbone, epochs_default=epochs, batch_size_default=DEFAULT_BATCH_SIZE)
     return p
+
+
+def resolve_lr(args):
+    """``args.lr_default`` for the backbone, and ``args.lr`` from it when ``--lr`` was not given."""
+    table = vars(args).pop("lr_by_backbone", None)
+    if table is not None or not hasattr(args, "lr_default"):
+        args.lr_default = (table or {}).get(args.backbone, DEFAULT_LR)
+    if getattr(args, "lr", None) is None:
+        args.lr = args.lr_default
+    return args
 
 
 def check_args(args):
     """Refuse contradictory or out-of-range options (exit 2 before any work)."""
     args.method = METHOD_ALIASES[args.method]
+    resolve_lr(args)
     if args.CORR and not args.mds_W:
         raise UserError("--CORR needs fixed representatives: add --mds_W (the paper's CORR is --method DR --mds_W --CORR)")
     if args.CORR and args.method != "DR":
@@ -87,6 +119,8 @@ def check_args(args):
         raise UserError(f"--epochs must be 0 or more, got {args.epochs}")
     if args.batch_size < 1:
         raise UserError(f"--batch_size must be at least 1, got {args.batch_size}")
+    if getattr(args, "scale_update", "equations") != "equations" and not args.dynamic:
+        raise UserError(f"--scale_update {args.scale_update} changes the dynamic scale: add --dynamic or drop it")
     if args.lr <= 0:
         raise UserError(f"--lr must be positive, got {args.lr}")
     if args.num_workers is not None and args.num_workers < 0:
@@ -115,13 +149,33 @@ def resolve_device(args, log=print):
     return torch.device("cpu")
 
 
+def float_tag(x):
+    """A short exact-enough form of a float for run names: 1e-3, 2.5e-4, 1e0."""
+    mantissa, exponent = f"{x:.6e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _differs(args, flag):
+    """Whether ``args.<flag>`` is not the script's default ``args.<flag>_default`` (absent: no tag)."""
+    default = getattr(args, f"{flag}_default", None)
+    return default is not None and getattr(args, flag, None) != default
+
+
 def option_tags(args):
-    """Option part of a run name, in a fixed order (README, 'Run records')."""
+    """Option part of a run name, in a fixed order (README, 'Run records').
+
+    Every flag that changes the result appears when it is not at its default
+    for the script and backbone; flags that do not (workers, device, folders,
+    --test_each_epoch, --resume, --overwrite) never do.
+    """
     tags = []
     if args.rand_backbone:
         tags.append("rand")
     if args.size_inform:
         tags.append("size")
+    if getattr(args, "gray", None) and not getattr(args, "gray_default", False):
+        tags.append("gray")
     if getattr(args, "small", False):
         tags.append("small")
     if getattr(args, "aug", False):
@@ -140,6 +194,14 @@ def option_tags(args):
         tags.append("corr")
     if args.dynamic:
         tags.append("dnm")
+        if getattr(args, "scale_update", "equations") == "paper_code":
+            tags.append("sucode")
+    if _differs(args, "lr"):
+        tags.append(f"lr{float_tag(args.lr)}")
+    if _differs(args, "batch_size"):
+        tags.append(f"bs{args.batch_size}")
+    if _differs(args, "epochs"):
+        tags.append(f"ep{args.epochs}")
     if args.use_val:
         tags.append("val")
     return tags

@@ -279,7 +279,7 @@ def train(args, load_data, default_workers=4, script_dir=None):
         log.info(f"MDS representatives: stress {stress0:.4f} -> {stress1:.4f}")
     prior = class_prior(data.train_labels, C) if args.clspri else None
     head = ClassHead(C, model.head.out_features, method=args.method, distance=args.distance, dynamic=args.dynamic,
-                     ema=args.ema, alpha=args.alpha, corr=args.CORR, fixed_W=fixed_W, class_prior=prior,
+                     scale_update=getattr(args, "scale_update", "equations"), ema=args.ema, alpha=args.alpha, corr=args.CORR, fixed_W=fixed_W, class_prior=prior,
                      generator=torch.Generator().manual_seed(args.seed + 1)).to(device)
     if head.initial_scale is not None:
         log.info(f"initial scale s = {head.initial_scale:.4f}" + (" (dynamic)" if args.dynamic else ""))

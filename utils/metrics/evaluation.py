@@ -187,20 +187,61 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
 
 
 # ------------------------------------------------------------ several runs
-OPTION_FLAGS = ("size_inform", "clspri", "ema", "mds_W", "CORR", "dynamic", "use_val", "aug", "small", "rand_backbone")
+def _float_label(x):
+    mantissa, exponent = f"{float(x):.6e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def options_label(config):
-    """The training options of a run in a short fixed order, e.g. ``size_inform+mds_W+dynamic``."""
-    parts = [flag for flag in OPTION_FLAGS if config.get(flag)]
-    if config.get("mds_W") and config.get("beta") not in (None, 1, 1.0):
-        parts.append(f"beta={config['beta']}")
-    if config.get("ema") and config.get("alpha") not in (None, 0.01):
-        parts.append(f"alpha={config['alpha']}")
-    if config.get("resize") and config.get("resize") != config.get("resize_default"):
-        parts.append(f"resize={config['resize']}")
-    if config.get("epochs") == 0:
+    """The training options of a run, in the order of the run name (README, 'Run records').
+
+    E.g. ``size_inform+mds_W+dynamic`` or ``lr=1e-3+epochs=15``.  A flag whose
+    default depends on the script and backbone (``lr``, ``epochs``,
+    ``batch_size``, ``resize``, ``gray``) is compared with the default recorded
+    beside it in ``config.json`` (``<flag>_default``); records older than that
+    are compared with 1e-4 and 32 for ``lr`` / ``batch_size``.
+    """
+    c = config
+
+    def differs(flag, fallback=None):
+        default = c.get(f"{flag}_default", fallback)
+        return c.get(flag) is not None and default is not None and c.get(flag) != default
+
+    parts = []
+    for flag in ("rand_backbone", "size_inform"):
+        if c.get(flag):
+            parts.append(flag)
+    if c.get("gray") and not c.get("gray_default"):
+        parts.append("gray")
+    for flag in ("small", "aug"):
+        if c.get(flag):
+            parts.append(flag)
+    if c.get("resize") and c.get("resize") != c.get("resize_default"):
+        parts.append(f"resize={c['resize']}")
+    if c.get("official_split"):
+        parts.append("official_split")
+    if c.get("clspri"):
+        parts.append("clspri")
+    if c.get("ema"):
+        parts.append("ema" if c.get("alpha") in (None, 0.01) else f"ema+alpha={c['alpha']}")
+    if c.get("mds_W"):
+        parts.append("mds_W" if c.get("beta") in (None, 1, 1.0) else f"mds_W+beta={c['beta']}")
+    if c.get("CORR"):
+        parts.append("CORR")
+    if c.get("dynamic"):
+        parts.append("dynamic")
+        if c.get("scale_update", "equations") != "equations":
+            parts.append(f"scale_update={c['scale_update']}")
+    if differs("lr", 1e-4):
+        parts.append(f"lr={_float_label(c['lr'])}")
+    if differs("batch_size", 32):
+        parts.append(f"batch_size={c['batch_size']}")
+    if c.get("epochs") == 0:
         parts.append("untrained")
+    elif differs("epochs"):
+        parts.append(f"epochs={c['epochs']}")
+    if c.get("use_val"):
+        parts.append("use_val")
     return "+".join(parts) if parts else "-"
 
 
