@@ -221,6 +221,10 @@ def to_float(image_uint8, resize=None):
 class _SplitDataset(torch.utils.data.Dataset):
     """Common part: one split (``indices``) of a shared set of images."""
 
+    #: Items keep their uint8 image (converted by ``to_float`` on the training device); set by the trainer
+    #: only where there is no transform and no resize (see ``utils.trainer.uint8_view``).
+    yield_uint8 = False
+
     def __init__(self, labels, sizes, indices, transform=None):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.sizes = np.asarray(sizes, dtype=np.float32)
@@ -262,7 +266,7 @@ class ImageFileDataset(_SplitDataset):
             image = self.cache[j]
         else:
             image = torch.from_numpy(decode_image(self.files[j], self.gray, self.resize)[2])
-        return self._finish(j, to_float(image))
+        return self._finish(j, image if self.yield_uint8 else to_float(image))
 
     def file(self, i):
         return self.files[int(self.indices[i])]
@@ -278,7 +282,8 @@ class TensorImageDataset(_SplitDataset):
 
     def __getitem__(self, i):
         j = int(self.indices[i])
-        return self._finish(j, to_float(self.images[j], self.resize))
+        image = self.images[j]
+        return self._finish(j, image if self.yield_uint8 else to_float(image, self.resize))
 
 
 def train_augmentation():
