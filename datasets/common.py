@@ -155,7 +155,10 @@ def decode_image(path, gray, resize):
 
 
 def should_cache(n_images, channels, resize, cache=None):
-    """The caching rule: ``cache=None`` caches when the uint8 images fit in ``CACHE_LIMIT_BYTES``."""
+    """The caching rule: ``cache=None`` caches in memory when the uint8 images fit in ``CACHE_LIMIT_BYTES``
+    (larger sets go to the disk cache, ``datasets.disk_cache``); ``cache="disk"`` forces the disk cache."""
+    if cache == "disk":
+        return False
     if cache is not None:
         return bool(cache)
     return n_images * channels * resize * resize <= CACHE_LIMIT_BYTES
@@ -201,19 +204,38 @@ def check_images(files, *, gray, resize, cache=None, desc="checking images", wor
 
     Returns ``(sizes, images)``: ``sizes`` float32 ``[N, 2]`` original (width,
     height); ``images`` a uint8 tensor ``[N, C, S, S]`` of the resized images
-    when the caching rule says so (see :func:`should_cache`), else ``None``.
+    when the caching rule says so (see :func:`should_cache`): in memory, or
+    mapped from the disk cache (which, once built, spares the decoding), else ``None``.
     A corrupt or unreadable image raises a UserError naming the file.
     Runs in a thread pool (PIL releases the GIL while decoding) with a progress
     bar on a terminal.
     """
-    from tqdm import tqdm
-
     n = len(files)
     channels = 1 if gray else 3
-    sizes = np.zeros((n, 2), dtype=np.float32)
     store = None
     if should_cache(n, channels, resize, cache):
         store = np.empty((n, channels, resize, resize), dtype=np.uint8)
+    elif cache is None or cache == "disk":
+        from datasets import disk_cache
+
+        cached = disk_cache.load_or_build(
+            files, gray=gray, resize=resize,
+            fill=lambda sizes, images: _decode_all(files, gray, resize, sizes, images, desc, workers))
+        if cached is not None:
+            return cached
+    sizes = np.zeros((n, 2), dtype=np.float32)
+    _decode_all(files, gray, resize, sizes, store, desc, workers)
+    if store is None:
+        return sizes, None
+    # in shared memory, so that DataLoader workers map it instead of copying it
+    return sizes, torch.from_numpy(store).share_memory_()
+
+
+def _decode_all(files, gray, resize, sizes, store, desc, workers):
+    """Fill ``sizes`` (and ``store`` unless None) from every file; UserError naming the first bad image."""
+    from tqdm import tqdm
+
+    n = len(files)
     workers = workers or available_cpus()
     chunk = max(16, min(512, math.ceil(n / (4 * workers))))
     errors = []
@@ -234,10 +256,6 @@ def check_images(files, *, gray, resize, cache=None, desc="checking images", wor
         raise UserError(
             f"corrupt or unreadable image {files[index]}: {reason}{more}; remove or replace it"
         )
-    if store is None:
-        return sizes, None
-    # in shared memory, so that DataLoader workers map it instead of copying it
-    return sizes, torch.from_numpy(store).share_memory_()
 
 
 # ------------------------------------------------------------------ datasets
@@ -252,6 +270,10 @@ def to_float(image_uint8, resize=None):
 
 class _SplitDataset(torch.utils.data.Dataset):
     """Common part: one split (``indices``) of a shared set of images."""
+
+    #: Items keep their uint8 image (converted by ``to_float`` on the training device); set by the trainer
+    #: only where there is no transform and no resize (see ``utils.trainer.uint8_view``).
+    yield_uint8 = False
 
     def __init__(self, labels, sizes, indices, transform=None):
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -294,7 +316,7 @@ class ImageFileDataset(_SplitDataset):
             image = self.cache[j]
         else:
             image = torch.from_numpy(decode_image(self.files[j], self.gray, self.resize)[2])
-        return self._finish(j, to_float(image))
+        return self._finish(j, image if self.yield_uint8 else to_float(image))
 
     def file(self, i):
         return self.files[int(self.indices[i])]
@@ -310,7 +332,8 @@ class TensorImageDataset(_SplitDataset):
 
     def __getitem__(self, i):
         j = int(self.indices[i])
-        return self._finish(j, to_float(self.images[j], self.resize))
+        image = self.images[j]
+        return self._finish(j, image if self.yield_uint8 else to_float(image, self.resize))
 
 
 def train_augmentation():

@@ -83,6 +83,10 @@ def build_parser(description, *, backbone, epochs, lr_by_backbone=None, epilog=N
     g.add_argument("--data_root", default=None,
                    help="folder holding the datasets (default ./data, or DATA_init of config.json beside the scripts)")
     g.add_argument("--record_dir", default="record", help="where run folders are written (default record/)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (CUDA: CUDA-graph replay); recorded, not in the run name")
+    g.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels (bit-identical reruns on one GPU, slower); recorded, not in the run name")
     p.set_defaults(lr_by_backbone=lr_by_backbone, epochs_default=epochs, batch_size_default=DEFAULT_BATCH_SIZE)
     return p
 

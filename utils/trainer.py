@@ -16,6 +16,7 @@ Every epoch's randomness (data order, augmentation, dropout) is seeded from
 ``(seed, epoch)``, so an interrupted run resumed with ``--resume`` ends exactly
 where the uninterrupted run would.
 """
+import contextlib
 import copy
 import datetime
 import json
@@ -34,6 +35,7 @@ import torchvision
 from tqdm import tqdm
 
 from datasets import default_data_root
+from datasets.common import ImageFileDataset, TensorImageDataset, to_float
 from losses.distances import normalize
 from losses.ema import class_means
 from losses.head import ClassHead
@@ -112,34 +114,124 @@ def prototypes_from_sums(sums, counts, seed):
     return protos
 
 
+# ----------------------------------------------------------------------------- speed
+def uint8_view(dataset):
+    """The same split yielding uint8 images, converted on the training device by :func:`to_device`.
+
+    Only for in-memory or on-disk images with no transform and no resize (the
+    conversion is then the same elementwise ``to_float``, so results are
+    bit-identical); other datasets are returned as they are.
+    """
+    if not isinstance(dataset, (ImageFileDataset, TensorImageDataset)) or dataset.transform is not None:
+        return dataset
+    if isinstance(dataset, TensorImageDataset) and dataset.resize is not None \
+            and tuple(dataset.images.shape[-2:]) != (dataset.resize, dataset.resize):
+        return dataset
+    view = copy.copy(dataset)
+    view.yield_uint8 = True
+    return view
+
+
+def to_device(x, device):
+    """A batch of images on ``device`` (non-blocking), uint8 converted to float there."""
+    x = x.to(device, non_blocking=True)
+    return to_float(x) if x.dtype == torch.uint8 else x
+
+
+def compile_model(model, device):
+    """``--compile``: the network under ``torch.compile``; the head, EMA and scale stay eager.
+
+    CUDA: ``mode="reduce-overhead"`` (CUDA-graph replay; the last, smaller batch
+    of an epoch records its own graph).  CPU: the ``aot_eager`` backend (traced,
+    no code generation: inductor's C++ build is slow on a few cores and buys
+    little there).  ``dynamic=False``: one graph per batch shape.  Checkpoints
+    always hold the uncompiled module's state (no ``_orig_mod.`` prefix).
+    """
+    if device.type == "cuda":
+        compiled = torch.compile(model, mode="reduce-overhead", dynamic=False)
+    else:
+        compiled = torch.compile(model, backend="aot_eager", dynamic=False)
+    compiled.cuda_graphs = device.type == "cuda"
+    return compiled
+
+
+@contextlib.contextmanager
+def deterministic_mode(on):
+    """``--deterministic``: deterministic kernels, cuDNN benchmark off, the cuBLAS workspace setting.
+
+    The previous settings come back afterwards (tests train in one process).
+    """
+    if not on:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+              torch.backends.cudnn.deterministic, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read by cuBLAS: set before it starts
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1], before[2]
+        if before[3] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
 # ----------------------------------------------------------------------------- passes
+#: The non-finite-loss flag lives on the device and is read every this many steps (and at the epoch's end).
+CHECK_EVERY = 50
+
+
+def _stop_if_non_finite(first_bad, epoch):
+    step = int(first_bad)  # the one host-device synchronisation
+    if step:
+        raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {step}")
+
+
 def train_epoch(model, head, loader, optimizer, scale_optimizer, device, epoch, n_classes):
-    """One training pass.  Returns (mean loss, accuracy, prototype sums, counts)."""
+    """One training pass.  Returns (mean loss, accuracy, prototype sums, counts).
+
+    Nothing in a step waits for the device: the loss, accuracy and prototype
+    sums accumulate there.  A non-finite loss is flagged on the device (the
+    first bad step) and read every ``CHECK_EVERY`` steps and at the end; the
+    steps after it are not undone, so the epoch is discarded (FloatingPointError
+    naming the epoch and the first bad step; the caller keeps the previous
+    epoch's checkpoint).
+    """
     model.train()
     head.train()
+    mark_step = getattr(model, "cuda_graphs", False)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
+    first_bad = torch.zeros((), dtype=torch.long, device=device)  # 0: every loss finite so far
     sums = torch.zeros(n_classes, head.dim, device=device)
     counts = torch.zeros(n_classes, dtype=torch.long, device=device)
     n_seen = 0
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, unit="batch", disable=None)
     for step, (x, y, wh) in enumerate(bar):
-        x, y, wh = x.to(device, non_blocking=True), y.to(device), wh.to(device)
+        x, y, wh = to_device(x, device), y.to(device, non_blocking=True), wh.to(device, non_blocking=True)
+        if mark_step:
+            torch.compiler.cudagraph_mark_step_begin()
         f = model(x, wh)
         loss, z, cos = head.loss(f, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at epoch {epoch}, step {step + 1}")
+        loss_d = loss.detach()
+        first_bad = torch.where((first_bad == 0) & ~torch.isfinite(loss_d), step + 1, first_bad)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         f = f.detach()
         head.after_step(f, z, cos, y, scale_optimizer)
-        loss_sum += loss.detach()
+        loss_sum += loss_d
         correct += (z.detach().argmax(1) == y).sum()
         batch_sums, batch_counts = class_means(f, y, n_classes)
         sums += batch_sums
         counts += batch_counts
         n_seen += len(y)
+        if (step + 1) % CHECK_EVERY == 0:
+            _stop_if_non_finite(first_bad, epoch)
+    _stop_if_non_finite(first_bad, epoch)
     n_batches = max(len(loader), 1)
     return float(loss_sum) / n_batches, float(correct) / max(n_seen, 1), sums, counts
 
@@ -150,7 +242,7 @@ def embed(model, loader, device, desc):
     model.eval()
     feats, labels = [], []
     for x, y, wh in tqdm(loader, desc=desc, leave=False, unit="batch", disable=None):
-        feats.append(model(x.to(device, non_blocking=True), wh.to(device)))
+        feats.append(model(to_device(x, device), wh.to(device)))
         labels.append(y.to(device))
     if not feats:
         return torch.zeros(0, model.head.out_features, device=device), torch.zeros(0, dtype=torch.long, device=device)
@@ -239,6 +331,12 @@ def write_outputs(path, model, head, prototypes, eval_loader, device, split):
 
 # ----------------------------------------------------------------------------- main
 def train(args, load_data, default_workers=4, script_dir=None):
+    """Run one training job (see :func:`_train`), under ``--deterministic`` when asked."""
+    with deterministic_mode(getattr(args, "deterministic", False)):
+        return _train(args, load_data, default_workers, script_dir)
+
+
+def _train(args, load_data, default_workers=4, script_dir=None):
     """Run one training job.  ``load_data(args)`` returns a ``datasets.DataSplits``.
 
     ``args.data_root`` defaults to ``DATA_init`` of a ``config.json`` in
@@ -288,6 +386,7 @@ def train(args, load_data, default_workers=4, script_dir=None):
                      f"positive root; starting from the scale with the smallest residual")
     optimizer = torch.optim.Adam(list(model.parameters()) + head.main_parameters(), lr=args.lr)
     scale_optimizer = torch.optim.Adam([head.log_s], lr=args.lr) if args.dynamic else None
+    step_model = compile_model(model, device) if getattr(args, "compile", False) else model  # checkpoints: model
 
     config = {key: value for key, value in vars(args).items()}
     config.update(
@@ -319,7 +418,7 @@ def train(args, load_data, default_workers=4, script_dir=None):
     write_json(os.path.join(run_dir, record.CONFIG), config)
 
     def loader(split, shuffle, seed):
-        return _loader(split, args.batch_size, shuffle, num_workers, device, seed)
+        return _loader(uint8_view(split), args.batch_size, shuffle, num_workers, device, seed)
 
     last_path = os.path.join(run_dir, record.CHECKPOINT_LAST)
     best_path = os.path.join(run_dir, record.CHECKPOINT_BEST)
@@ -332,7 +431,7 @@ def train(args, load_data, default_workers=4, script_dir=None):
         seed_everything(_epoch_seed(args.seed, epoch))
         try:
             loss, acc, sums, counts = train_epoch(
-                model, head, loader(data.train, True, _epoch_seed(args.seed, epoch)), optimizer, scale_optimizer,
+                step_model, head, loader(data.train, True, _epoch_seed(args.seed, epoch)), optimizer, scale_optimizer,
                 device, epoch, C,
             )
         except FloatingPointError as err:
