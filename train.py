@@ -18,9 +18,9 @@ from utils.trainer import train
 # The synthetic presets (datasets/synthetic.py): a small CNN from random weights,
 # lr 1e-3 (1e-4 barely moves W in this few steps); docs/datasets.md says why.
 SYNTHETIC_DEFAULTS = {
-    "synthetic": dict(backbone="simple", epochs=15, resize=64, lr=1e-3, batch_size=32),
-    "synthetic_bench": dict(backbone="simple", epochs=10, resize=32, lr=1e-3, batch_size=64),
-    "synthetic_bench_hard": dict(backbone="simple", epochs=10, resize=32, lr=1e-3, batch_size=64),
+    "synthetic": dict(backbone="simple", epochs=15, resize=32, lr=1e-3, batch_size=32),
+    "synthetic_bench": dict(backbone="simple", epochs=12, resize=24, lr=1e-3, batch_size=32),
+    "synthetic_bench_hard": dict(backbone="simple", epochs=12, resize=24, lr=1e-3, batch_size=32),
 }
 
 EPILOG = """datasets:
