@@ -19,8 +19,8 @@ from utils.trainer import train
 # lr 1e-3 (1e-4 barely moves W in this few steps); docs/datasets.md says why.
 SYNTHETIC_DEFAULTS = {
     "synthetic": dict(backbone="simple", epochs=15, resize=32, lr=1e-3, batch_size=32),
-    "synthetic_bench": dict(backbone="simple", epochs=12, resize=24, lr=1e-3, batch_size=32),
-    "synthetic_bench_hard": dict(backbone="simple", epochs=12, resize=24, lr=1e-3, batch_size=32),
+    "synthetic_bench": dict(backbone="simple", epochs=15, resize=24, lr=1e-3, batch_size=32),
+    "synthetic_bench_hard": dict(backbone="simple", epochs=15, resize=24, lr=1e-3, batch_size=32),
 }
 
 EPILOG = """datasets:

@@ -46,7 +46,7 @@ PRESETS = {
     # the demo: small, trains in a minute on a laptop CPU
     "synthetic": dict(DEFAULTS),
     # the benchmark: >= 40 classes, 4 levels, ragged; test split >= 300 images, >= 5 per class
-    "synthetic_bench": dict(DEFAULTS, n_classes=40, depth=4, images_per_class=75, level_signal=(1.0, 0.7, 0.5)),
+    "synthetic_bench": dict(DEFAULTS, n_classes=40, depth=4, images_per_class=75, level_signal=(1.0, 0.8, 0.6)),
     # the same tree, harder: weaker signal below the top level and more noise
     "synthetic_bench_hard": dict(DEFAULTS, n_classes=40, depth=4, images_per_class=75,
                                  level_signal=(1.0, 0.4, 0.25), node_noise=0.08, pixel_noise=0.12),

@@ -51,6 +51,7 @@ How each verdict is chosen (p: two-sided paired t-test, level {ALPHA}):
 * finding 2 ({', '.join(FINDING2)}, all six options pooled): **holds** when at least one measure favours
   ProxyDR with p < {ALPHA} and none favours NormFace with p < {ALPHA}; **does not hold** when no measure
   favours ProxyDR with p < {ALPHA}; **mixed** otherwise;
+* findings 1 and 2 are **not tested** with fewer than two ProxyDR/NormFace pairs;
 * finding 3 (corr_perm_p_proto of the untrained `--epochs 0` runs): **holds** when every such run has
   p < {ALPHA}; **does not hold** when none has; **mixed** otherwise.
 
@@ -205,7 +206,9 @@ def finding1(part):
     if pool["n"] == 0:
         return "not tested", "Finding 1 is not tested here: no paired ProxyDR/NormFace runs without the hierarchy."
     n_fav = sum(_favours_dr(r) for r in per_option)
-    if not _favours_dr(pool):
+    if pool["n"] < 2:
+        verdict = "not tested (fewer than two pairs)"
+    elif not _favours_dr(pool):
         verdict = "does not hold"
     elif _significant(pool) and n_fav == len(per_option):
         verdict = "holds"
@@ -230,7 +233,9 @@ def finding2(part):
         return "not tested", "Finding 2 is not tested here: no paired ProxyDR/NormFace runs."
     for_dr = [r for r in results if _favours_dr(r) and _significant(r)]
     for_nf = [r for r in results if not _favours_dr(r) and r["mean"] != 0 and _significant(r)]
-    if not for_dr:
+    if max(r["n"] for r in results) < 2:
+        verdict = "not tested (fewer than two pairs)"
+    elif not for_dr:
         verdict = "does not hold"
     elif for_nf:
         verdict = "mixed"
