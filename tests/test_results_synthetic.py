@@ -123,3 +123,26 @@ def test_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(UserError, match="lacks the markers"):
         R.rewrite_readme(str(tmp_path / "README.md"), "block")
     assert (tmp_path / "README.md").read_text() == "no markers\n"
+
+
+def test_compare_prints_runs_side_by_side(tmp_path, capsys):
+    from tools import compare
+
+    for method, corr, p in (("normface", 0.2086, 0.002), ("DR", 0.395, 0.001)):
+        folder = tmp_path / f"synthetic_simple_{method}_euc_rand_seed1"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"method": method, "w_init_cos": 0.85}))
+        (folder / "metrics.json").write_text(json.dumps({"acc_W": 0.9, "corr_mean_W": corr, "corr_perm_p_W": p,
+                                                         "rf_taxonomy_W": None, "ahd5_W": 3.5}))
+    (tmp_path / "summary.md").write_text("not a run")
+    assert compare.main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["ProxyDR", "NormFace"]  # folders in sorted order: DR before normface
+    corr = next(line for line in lines if line.startswith("corr_mean_W"))
+    assert "0.3950" in corr and corr.index("0.3950") < corr.index("0.2086")
+    rf = next(line for line in lines if line.startswith("rf_taxonomy_W"))
+    words = rf.split()
+    assert words[words.index("taxonomy") + 1: words.index("taxonomy") + 3] == ["-", "-"]  # null shown as -
+    with pytest.raises(SystemExit) as stop:
+        compare.main([str(tmp_path / "missing")])
+    assert stop.value.code == 2
