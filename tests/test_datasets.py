@@ -619,7 +619,7 @@ def test_synthetic_presets_by_dataset_name(tmp_path):
     assert max(hard["level_signal"][1:]) < min(bench["level_signal"][1:]) and hard["pixel_noise"] > bench["pixel_noise"]
 
     args = train.build(["--dataset", "synthetic_bench"]).parse_args(["--dataset", "synthetic_bench"])
-    assert (args.backbone, args.epochs, args.resize, args.lr, args.batch_size) == ("simple", 12, 24, 1e-3, 32)
+    assert (args.backbone, args.epochs, args.resize, args.lr, args.batch_size) == ("simple", 15, 24, 1e-3, 32)
     args.rand_backbone = True
     assert run_name(args) == "synthetic_bench_simple_DR_euc_rand_seed1"  # preset defaults add no tag
     real = train.build(["--dataset", "MicroS"]).parse_args(["--dataset", "MicroS"])
