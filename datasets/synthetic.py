@@ -3,12 +3,16 @@
 From a seed, :func:`generate_synthetic` draws a ragged class tree and visual
 attributes for its nodes: object and background colour, outline (number and
 depth of lobes), elongation, stripe texture and the original image size.  A
-node inherits its parent's attributes with a little noise, and siblings differ
-clearly in the attributes of their level (top-level groups: colour, outline and
-size; then stripes; then elongation and lobe depth; then shading, background
-and width/height ratio).  Classes close in the tree therefore look alike,
-classes far apart do not, and the image size alone carries some of the
-hierarchy (for ``--size_inform``).
+node inherits its parent's attributes with a little noise (``node_noise``), and
+siblings differ in the attributes of their level (top-level groups: colour,
+outline and size; then stripes; then elongation and lobe depth; then shading,
+background and width/height ratio), as strongly as ``level_signal`` says for
+that level; every pixel gets Gaussian noise (``pixel_noise``).  Classes close
+in the tree therefore look alike, classes far apart do not, and the image size
+alone carries some of the hierarchy (for ``--size_inform``).
+
+Presets (:data:`PRESETS`) are selected by dataset name: ``synthetic`` (the
+demo), ``synthetic_bench`` (the benchmark) and ``synthetic_bench_hard``.
 
 Tree (``n_classes >= depth + 3``): three top-level groups when
 ``n_classes >= depth + 5``, else two (the last one is named ``nonliving`` so the
@@ -47,7 +51,8 @@ PRESETS = {
     "synthetic": dict(DEFAULTS),
     # the benchmark: >= 40 classes, 4 levels, ragged; test split >= 300 images, >= 5 per class
     "synthetic_bench": dict(DEFAULTS, n_classes=40, depth=4, images_per_class=75, level_signal=(1.0, 0.8, 0.6)),
-    # the same tree, harder: weaker signal below the top level and more noise
+    # the same tree, the hierarchy less visible: weaker signal below the top level, more per-class
+    # deviation unrelated to the tree (node noise) and more pixel noise
     "synthetic_bench_hard": dict(DEFAULTS, n_classes=40, depth=4, images_per_class=75,
                                  level_signal=(1.0, 0.4, 0.25), node_noise=0.08, pixel_noise=0.12),
 }
