@@ -277,7 +277,7 @@ def summary_tables(part):
         metrics = {k: r[k] for k in part.columns if k not in ("run", "path", "dataset", "method", "distance",
                                                                 "option", "seed", "untrained", "start", "end",
                                                                 "seconds", "config")}
-        group = re.sub(r"_seed\d+$", "", r["run"])
+        group = re.sub(r"_seed\d+$", "", r["run"]) + ("/untrained" if r["untrained"] else "")  # never pooled
         rows.append(dict(run=r["run"], group=group, dataset=r["dataset"], backbone=r["config"].get("backbone"),
                          method=r["method"], distance=r["distance"], options=options_label(r["config"]), **metrics))
     text = summary_markdown(summarise(rows))
