@@ -1,11 +1,16 @@
-# Two commands: `make demo` (train NormFace and ProxyDR on the synthetic taxonomy
-# set and evaluate them) and `make test` (the test suite).  Both create .venv.
+# `make demo` (train NormFace and ProxyDR on the synthetic demo set, evaluate them,
+# print them side by side), `make test` (the test suite) and `make reproduce`
+# (the paper's grid on the synthetic benchmark at two difficulties, then
+# docs/results_synthetic.md).  All create .venv.
 PY ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 DEMO_DIR ?= record/demo
+SEEDS ?= 1-3
+BENCH_DIR ?= record/synthetic_bench
+HARD_DIR ?= record/synthetic_bench_hard
 
-.PHONY: demo test bench clean-demo
+.PHONY: demo test bench reproduce clean-demo
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -15,7 +20,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: $(VENV)/.installed
 	$(PYTHON) train.py --method normface --record_dir $(DEMO_DIR) --overwrite
 	$(PYTHON) train.py --method DR --record_dir $(DEMO_DIR) --overwrite
-	$(PYTHON) evaluate.py $(DEMO_DIR)
+	$(PYTHON) evaluate.py $(DEMO_DIR) --quiet
+	$(PYTHON) tools/compare.py $(DEMO_DIR)
+
+# The grid (grid.py skips finished runs, so a rerun resumes), the random-weights
+# baseline (--epochs 0) of NormFace and ProxyDR, then the findings report.
+reproduce: $(VENV)/.installed
+	$(PYTHON) grid.py synthetic_bench --seeds $(SEEDS) --record_dir $(BENCH_DIR) --evaluate
+	$(PYTHON) grid.py synthetic_bench --seeds $(SEEDS) --record_dir $(BENCH_DIR) --only normface,DR --extra "--epochs 0" --evaluate
+	$(PYTHON) grid.py synthetic_bench_hard --seeds $(SEEDS) --record_dir $(HARD_DIR) --evaluate
+	$(PYTHON) grid.py synthetic_bench_hard --seeds $(SEEDS) --record_dir $(HARD_DIR) --only normface,DR --extra "--epochs 0" --evaluate
+	$(PYTHON) tools/results_synthetic.py $(BENCH_DIR) $(HARD_DIR) --out docs/results_synthetic.md --figures docs/figures --readme README.md
 
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest -q

@@ -3,12 +3,16 @@
 From a seed, :func:`generate_synthetic` draws a ragged class tree and visual
 attributes for its nodes: object and background colour, outline (number and
 depth of lobes), elongation, stripe texture and the original image size.  A
-node inherits its parent's attributes with a little noise, and siblings differ
-clearly in the attributes of their level (top-level groups: colour, outline and
-size; then stripes; then elongation and lobe depth; then shading, background
-and width/height ratio).  Classes close in the tree therefore look alike,
-classes far apart do not, and the image size alone carries some of the
-hierarchy (for ``--size_inform``).
+node inherits its parent's attributes with a little noise (``node_noise``), and
+siblings differ in the attributes of their level (top-level groups: colour,
+outline and size; then stripes; then elongation and lobe depth; then shading,
+background and width/height ratio), as strongly as ``level_signal`` says for
+that level; every pixel gets Gaussian noise (``pixel_noise``).  Classes close
+in the tree therefore look alike, classes far apart do not, and the image size
+alone carries some of the hierarchy (for ``--size_inform``).
+
+Presets (:data:`PRESETS`) are selected by dataset name: ``synthetic`` (the
+demo), ``synthetic_bench`` (the benchmark) and ``synthetic_bench_hard``.
 
 Tree (``n_classes >= depth + 3``): three top-level groups when
 ``n_classes >= depth + 5``, else two (the last one is named ``nonliving`` so the
@@ -36,15 +40,30 @@ from utils.errors import UserError
 SYNTHETIC_NAME = "synthetic"
 #: Default side the synthetic images are resized to when loaded (``load_plankton``).
 SYNTHETIC_RESIZE = 64
-GENERATOR_VERSION = 1
-DEFAULTS = dict(seed=0, n_classes=15, depth=4, images_per_class=40, image_size=(32, 64))
+GENERATOR_VERSION = 2
+DEFAULTS = dict(seed=0, n_classes=15, depth=4, images_per_class=40, image_size=(32, 64), level_signal=1.0,
+                node_noise=0.04, pixel_noise=0.04)
+
+#: Named presets, selected by dataset name (``train.py --dataset NAME``); each is
+#: generated under ``<data_root>/<NAME>/``.  docs/datasets.md says how they were chosen.
+PRESETS = {
+    # the demo: small, trains in a minute on a laptop CPU
+    "synthetic": dict(DEFAULTS),
+    # the benchmark: >= 40 classes, 4 levels, ragged; test split >= 300 images, >= 5 per class
+    "synthetic_bench": dict(DEFAULTS, n_classes=40, depth=4, images_per_class=75, level_signal=(1.0, 0.8, 0.6)),
+    # the same tree, the hierarchy less visible: weaker signal below the top level, more per-class
+    # deviation unrelated to the tree (node noise) and more pixel noise
+    "synthetic_bench_hard": dict(DEFAULTS, n_classes=40, depth=4, images_per_class=75,
+                                 level_signal=(1.0, 0.4, 0.25), node_noise=0.08, pixel_noise=0.12),
+}
 
 
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _params(seed, n_classes, depth, images_per_class, image_size):
+def _params(seed, n_classes, depth, images_per_class, image_size, level_signal=1.0, node_noise=0.04,
+            pixel_noise=0.04):
     """Validated generation parameters (a UserError names the first bad one)."""
 
     def bad(message):
@@ -66,8 +85,19 @@ def _params(seed, n_classes, depth, images_per_class, image_size):
         bad(f"images_per_class must be at least 1, got {images_per_class!r}")
     if not _is_int(seed) or seed < 0:
         bad(f"seed must be a non-negative integer, got {seed!r}")
+    signal = [level_signal] if isinstance(level_signal, (int, float, np.number)) else level_signal
+    try:
+        signal = [float(v) for v in signal]
+    except (TypeError, ValueError):
+        bad(f"level_signal must be a number or a list of numbers in [0, 1], got {level_signal!r}")
+    if not signal or not all(0.0 <= v <= 1.0 for v in signal):
+        bad(f"level_signal must be a number or a non-empty list of numbers in [0, 1], got {level_signal!r}")
+    for name, value in (("node_noise", node_noise), ("pixel_noise", pixel_noise)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 1.0:
+            bad(f"{name} must be a number in [0, 1], got {value!r}")
     return dict(seed=int(seed), n_classes=int(n_classes), depth=int(depth),
-                images_per_class=int(images_per_class), image_size=[lo, hi])
+                images_per_class=int(images_per_class), image_size=[lo, hi], level_signal=signal,
+                node_noise=float(node_noise), pixel_noise=float(pixel_noise))
 
 
 # ---------------------------------------------------------------------- tree
@@ -169,7 +199,6 @@ _SPLIT_ATTRS = (
     ("aspect", "lobe_amp"),
     ("stripe_depth", "fg_val", "bg_val", "log_ratio"),
 )
-_NOISE = 0.04  # per-node noise, as a fraction of each attribute's range
 
 
 def _clip(name, value):
@@ -179,12 +208,27 @@ def _clip(name, value):
     return float(np.clip(value, low, high))
 
 
-def assign_attributes(rng, root):
+def _toward(name, parent, target, strength):
+    """``parent`` moved the fraction ``strength`` of the way to ``target`` (the short way round a circle)."""
+    low, high, circular = _ATTRS[name]
+    diff = target - parent
+    if circular:
+        span = high - low
+        diff = (diff + 0.5 * span) % span - 0.5 * span
+    return _clip(name, parent + strength * diff)
+
+
+def assign_attributes(rng, root, level_signal=(1.0,), node_noise=0.04):
     """Give every node its attributes: the parent's (with noise) plus its own level's split attributes.
 
     Siblings spread their level's split attributes evenly over the attribute's
-    range (in random order, with a little jitter), so they stay distinguishable;
-    top-level groups also get distinct outlines (numbers of lobes).
+    range (in random order, with a little jitter); ``level_signal[d]`` (the last
+    entry for deeper levels) is how far a child of a depth-``d`` node moves from
+    its parent towards that spread: 1 = the full spread (siblings clearly
+    distinguishable), 0 = the parent's value (the level is invisible but for
+    ``node_noise``, the per-node noise as a fraction of each attribute's range).
+    Top-level groups also get distinct outlines (numbers of lobes), with lobe
+    depth scaled the same way.
     """
     base = {name: low + 0.5 * (high - low) for name, (low, high, _) in _ATTRS.items()}
     base["lobes"] = 0
@@ -195,6 +239,7 @@ def assign_attributes(rng, root):
         if m == 0:
             continue
         split = _SPLIT_ATTRS[min(node.depth, len(_SPLIT_ATTRS) - 1)]
+        strength = level_signal[min(node.depth, len(level_signal) - 1)]
         slots = {name: rng.permutation(m) for name in split}
         offset = rng.random()  # circular attributes: random rotation of the even spread
         for k, child in enumerate(node.children):
@@ -204,18 +249,19 @@ def assign_attributes(rng, root):
                     position = (slots[name][k] + 0.5 + 0.3 * (rng.random() - 0.5)) / m
                     if circular:
                         position += offset
-                    attrs[name] = _clip(name, low + position * (high - low))
+                    attrs[name] = _toward(name, node.attrs[name], _clip(name, low + position * (high - low)), strength)
                 else:
-                    attrs[name] = _clip(name, attrs[name] + _NOISE * (high - low) * rng.normal())
+                    attrs[name] = _clip(name, attrs[name] + node_noise * (high - low) * rng.normal())
             if node.depth == 0:
                 attrs["lobes"] = _LOBES[lobes[k % len(_LOBES)]]
-                attrs["lobe_amp"] = _clip("lobe_amp", 0.15 + 0.2 * rng.random())
+                attrs["lobe_amp"] = _toward("lobe_amp", node.attrs["lobe_amp"], 0.15 + 0.2 * rng.random(), strength)
             child.attrs = attrs
 
 
 # ----------------------------------------------------------------- rendering
-def render(attrs, rng, size_range):
-    """One image (uint8 H x W x 3) of a class with attributes ``attrs``."""
+def render(attrs, rng, size_range, pixel_noise=0.04):
+    """One image (uint8 H x W x 3) of a class with attributes ``attrs``; ``pixel_noise``: std of the
+    per-pixel Gaussian noise (0..1 intensity scale)."""
     lo, hi = np.log(size_range[0]), np.log(size_range[1])
     side = np.exp(lo + attrs["log_side"] * (hi - lo))
     ratio = np.exp(attrs["log_ratio"])
@@ -247,24 +293,26 @@ def render(attrs, rng, size_range):
     bg = np.clip(bg + 0.03 * rng.normal(size=3), 0, 1)
     shade = 1.0 - attrs["stripe_depth"] * stripes
     image = inside[..., None] * (fg * shade[..., None]) + (1.0 - inside[..., None]) * bg
-    image = image + 0.04 * rng.normal(size=image.shape)
+    image = image + pixel_noise * rng.normal(size=image.shape)
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------- generation
-def generate_synthetic(root, *, seed=0, n_classes=15, depth=4, images_per_class=40, image_size=(32, 64)):
+def generate_synthetic(root, **params):
     """Write the synthetic dataset into folder ``root`` (replacing a previous one); returns ``root``.
+
+    ``params``: those of :data:`DEFAULTS` (the demo preset), any of them overridden.
 
     Written into a temporary sibling folder first and renamed into place once
     complete, so an interrupted run never leaves a partial dataset.
     """
-    params = _params(seed, n_classes, depth, images_per_class, image_size)
+    params = _params(**{**DEFAULTS, **params})
     root = os.path.abspath(os.fspath(root))
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
     rng = np.random.default_rng(params["seed"])
     tree = build_tree(rng, params["n_classes"], params["depth"])
-    assign_attributes(rng, tree)
+    assign_attributes(rng, tree, params["level_signal"], params["node_noise"])
     classes = sorted((n for n in _walk(tree) if n.is_class), key=lambda n: n.path)
 
     tmp = os.path.join(parent, f".{os.path.basename(root)}.tmp-{os.getpid()}")
@@ -275,7 +323,7 @@ def generate_synthetic(root, *, seed=0, n_classes=15, depth=4, images_per_class=
             os.makedirs(folder, exist_ok=True)
             for k in range(params["images_per_class"]):
                 image_rng = np.random.default_rng([params["seed"], index, k])
-                pixels = render(node.attrs, image_rng, params["image_size"])
+                pixels = render(node.attrs, image_rng, params["image_size"], params["pixel_noise"])
                 Image.fromarray(pixels, "RGB").save(os.path.join(folder, f"{k:03d}.png"), compress_level=1)
         info = dict(generator="datasets.synthetic", version=GENERATOR_VERSION, **params,
                     classes=[n.path for n in classes])
@@ -305,16 +353,23 @@ def _stored_params(folder):
     return info
 
 
-def ensure_synthetic(data_root, *, seed=0, n_classes=15, depth=4, images_per_class=40, image_size=(32, 64),
-                     name=SYNTHETIC_NAME):
+def preset(name):
+    """The generation parameters of preset ``name`` (a copy), or None when ``name`` is not a preset."""
+    return dict(PRESETS[name]) if name in PRESETS else None
+
+
+def ensure_synthetic(data_root, *, name=SYNTHETIC_NAME, **params):
     """``<data_root>/<name>/`` generated with these parameters; returns the folder.
+
+    ``params`` override those of the preset ``name`` (of :data:`DEFAULTS` when
+    ``name`` is not a preset).
 
     Generated on first use and reused afterwards.  When the folder holds a set
     generated with other parameters (or by another generator version) it is
     regenerated, with a notice on stderr; a folder of that name that this
     generator did not write is never touched (UserError).
     """
-    params = _params(seed, n_classes, depth, images_per_class, image_size)
+    params = _params(**{**PRESETS.get(name, DEFAULTS), **params})
     folder = os.path.join(os.fspath(data_root), name)
     if os.path.exists(folder):
         info = _stored_params(folder)

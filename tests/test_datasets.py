@@ -589,3 +589,72 @@ def test_synthetic_images_follow_the_tree(tmp_path):
     assert spearmanr(size_d, tree)[0] > 0.2
     lengths = {len(p) for p in data.hierarchy.paths}
     assert min(lengths) == 2 and max(lengths) == 4
+
+
+def test_synthetic_level_signal_moves_children_towards_their_slot():
+    """level_signal s: a child's split attribute = parent + s * (its full-signal value - parent); 0 hides the level."""
+    from datasets.synthetic import _ATTRS, _SPLIT_ATTRS, assign_attributes
+
+    def attrs(signal):
+        rng = np.random.default_rng(5)
+        root = build_tree(rng, 15, 4)
+        assign_attributes(rng, root, signal, node_noise=0.0)
+        return root
+
+    full, half, hidden = attrs((1.0,)), attrs((1.0, 0.5)), attrs((1.0, 0.0))
+    for a, b, c in zip(_walk(full), _walk(half), _walk(hidden)):
+        if a.depth == 1:  # the top level has signal 1 in all three
+            assert a.attrs == b.attrs == c.attrs
+        if a.depth == 2:  # children of top groups: depth-1 split attributes (stripes)
+            for name in _SPLIT_ATTRS[1]:
+                low, high, circular = _ATTRS[name]
+                parent, target = a.parent.attrs[name], a.attrs[name]
+                diff = target - parent
+                if circular:
+                    diff = (diff + 0.5) % 1.0 - 0.5
+                expected = parent + 0.5 * diff
+                assert b.attrs[name] == pytest.approx(expected % 1.0 if circular else expected)
+        if c.depth >= 2:  # level signal 0 below the top and no node noise: every class looks like its top group
+            top = c.parent
+            while top.depth > 1:
+                top = top.parent
+            assert {k: v for k, v in c.attrs.items()} == top.attrs
+
+
+def test_synthetic_presets_by_dataset_name(tmp_path):
+    import train
+    from datasets.common import random_split
+    from datasets.synthetic import PRESETS
+    from utils.cli import run_name
+
+    bench = PRESETS["synthetic_bench"]
+    root = build_tree(np.random.default_rng(bench["seed"]), bench["n_classes"], bench["depth"])
+    lengths = [len(n.path) for n in _walk(root) if n.is_class]
+    assert len(lengths) >= 40 and max(lengths) >= 4 and min(lengths) == 2  # ragged, 4 levels
+    ipc = bench["images_per_class"]
+    n = bench["n_classes"] * ipc
+    for seed in (1, 2, 3):  # the paper's 70/10/20 split: >= 300 test images, >= 5 of every class
+        _, _, test = random_split(n, use_val=True, seed=seed)
+        per_class = np.bincount(test // ipc, minlength=bench["n_classes"])
+        assert len(test) >= 300 and per_class.min() >= 5
+
+    hard = PRESETS["synthetic_bench_hard"]
+    assert {k: v for k, v in hard.items() if k not in ("level_signal", "node_noise", "pixel_noise")} == \
+        {k: v for k, v in bench.items() if k not in ("level_signal", "node_noise", "pixel_noise")}
+    assert max(hard["level_signal"][1:]) < min(bench["level_signal"][1:]) and hard["pixel_noise"] > bench["pixel_noise"]
+
+    args = train.build(["--dataset", "synthetic_bench"]).parse_args(["--dataset", "synthetic_bench"])
+    assert (args.backbone, args.epochs, args.resize, args.lr, args.batch_size) == ("simple", 15, 24, 1e-3, 32)
+    args.rand_backbone = True
+    assert run_name(args) == "synthetic_bench_simple_DR_euc_rand_seed1"  # preset defaults add no tag
+    real = train.build(["--dataset", "MicroS"]).parse_args(["--dataset", "MicroS"])
+    assert (real.backbone, real.epochs, real.resize, real.batch_size) == ("inception", 50, 128, 32)
+
+    folder = datasets.ensure_synthetic(tmp_path, name="synthetic_bench_hard", images_per_class=2)
+    info = json.loads(open(os.path.join(folder, "synthetic.json")).read())
+    assert folder.endswith("synthetic_bench_hard") and info["level_signal"] == [1.0, 0.4, 0.25]
+    assert info["n_classes"] == 40 and info["pixel_noise"] == 0.12 and info["version"] == 2
+    with pytest.raises(UserError, match="level_signal must be"):
+        datasets.ensure_synthetic(tmp_path, level_signal=(1.0, 1.5))
+    with pytest.raises(UserError, match="pixel_noise must be"):
+        datasets.ensure_synthetic(tmp_path, pixel_noise=-0.1)

@@ -17,16 +17,17 @@ DEFAULT_LR = 1e-4
 DEFAULT_BATCH_SIZE = 32
 
 
-def _lr_help(lr_by_backbone):
-    special = [f"{float_tag(lr)} for {name}" for name, lr in lr_by_backbone.items() if lr != DEFAULT_LR]
-    return ", ".join(special + [f"{float_tag(DEFAULT_LR)} otherwise" if special else float_tag(DEFAULT_LR)])
+def _lr_help(lr_by_backbone, lr):
+    special = [f"{float_tag(v)} for {name}" for name, v in lr_by_backbone.items() if v != lr]
+    return ", ".join(special + [f"{float_tag(lr)} otherwise" if special else float_tag(lr)])
 
 
-def build_parser(description, *, backbone, epochs, lr_by_backbone=None, epilog=None):
+def build_parser(description, *, backbone, epochs, lr=DEFAULT_LR, lr_by_backbone=None, epilog=None):
     """The flags every training script has; ``backbone``/``epochs`` are the dataset's defaults.
 
-    ``lr_by_backbone``: the script's learning rate per backbone where it is not
-    ``DEFAULT_LR`` (the paper's: ``train.py`` trains resnet50 at 1e-5).  The
+    ``lr``: the script's learning rate (the paper's ``DEFAULT_LR``; the synthetic
+    presets choose their own); ``lr_by_backbone``: the learning rate per backbone
+    where it differs (the paper's ``train.py`` trains resnet50 at 1e-5).  The
     defaults that run names are compared with are kept as ``<flag>_default``
     (set here, resolved per backbone by :func:`check_args`) and recorded in
     ``config.json``.
@@ -66,7 +67,7 @@ def build_parser(description, *, backbone, epochs, lr_by_backbone=None, epilog=N
     g.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"batch size (default {DEFAULT_BATCH_SIZE})")
     g.add_argument("--lr", type=float, default=None,
-                   help=f"Adam learning rate of the network and the scale (default {_lr_help(lr_by_backbone)})")
+                   help=f"Adam learning rate of the network and the scale (default {_lr_help(lr_by_backbone, lr)})")
     g.add_argument("--seed", type=int, default=1, help="seeds the split, initialisation, data order and MDS")
     g.add_argument("--use_val", action="store_true",
                    help="hold out a validation split and evaluate the checkpoint with the best validation accuracy")
@@ -87,15 +88,16 @@ def build_parser(description, *, backbone, epochs, lr_by_backbone=None, epilog=N
                    help="torch.compile the network (CUDA: CUDA-graph replay); recorded, not in the run name")
     g.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels (bit-identical reruns on one GPU, slower); recorded, not in the run name")
-    p.set_defaults(lr_by_backbone=lr_by_backbone, epochs_default=epochs, batch_size_default=DEFAULT_BATCH_SIZE)
+    p.set_defaults(lr_by_backbone=lr_by_backbone, lr_otherwise=lr, epochs_default=epochs, batch_size_default=DEFAULT_BATCH_SIZE)
     return p
 
 
 def resolve_lr(args):
     """``args.lr_default`` for the backbone, and ``args.lr`` from it when ``--lr`` was not given."""
     table = vars(args).pop("lr_by_backbone", None)
+    otherwise = vars(args).pop("lr_otherwise", DEFAULT_LR)
     if table is not None or not hasattr(args, "lr_default"):
-        args.lr_default = (table or {}).get(args.backbone, DEFAULT_LR)
+        args.lr_default = (table or {}).get(args.backbone, otherwise)
     if getattr(args, "lr", None) is None:
         args.lr = args.lr_default
     return args

@@ -379,6 +379,7 @@ def _train(args, load_data, default_workers=4, script_dir=None):
     head = ClassHead(C, model.head.out_features, method=args.method, distance=args.distance, dynamic=args.dynamic,
                      scale_update=getattr(args, "scale_update", "equations"), ema=args.ema, alpha=args.alpha, corr=args.CORR, fixed_W=fixed_W, class_prior=prior,
                      generator=torch.Generator().manual_seed(args.seed + 1)).to(device)
+    initial_W = head.representatives().clone()  # for w_init_cos (how far W moved)
     if head.initial_scale is not None:
         log.info(f"initial scale s = {head.initial_scale:.4f}" + (" (dynamic)" if args.dynamic else ""))
         if args.dynamic and not solve_initial_scale(args.method, args.distance, C)[1]:
@@ -485,7 +486,8 @@ def _train(args, load_data, default_workers=4, script_dir=None):
     if data.val is not None:
         write_outputs(os.path.join(run_dir, record.OUTPUTS_VAL), model, head, protos, loader(data.val, False, 0),
                       device, "validation")
-    config.update(final_scale=final_scale, best_epoch=best_epoch,
+    w_init_cos = float((initial_W * head.representatives()).sum(1).mean())  # mean cosine, initial vs final rows
+    config.update(final_scale=final_scale, best_epoch=best_epoch, w_init_cos=w_init_cos,
                   end_time=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
     write_json(os.path.join(run_dir, record.CONFIG), config)
     log.info(f"test accuracy (W) {test_acc:.4f}; record written to {run_dir}")
