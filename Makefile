@@ -6,7 +6,8 @@ PY ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 DEMO_DIR ?= record/demo
-SEEDS ?= 1-3
+SEEDS ?= 1-5
+GRID_FLAGS ?= --per_gpu 2
 BENCH_DIR ?= record/synthetic_bench
 HARD_DIR ?= record/synthetic_bench_hard
 
@@ -23,13 +24,14 @@ demo: $(VENV)/.installed
 	$(PYTHON) evaluate.py $(DEMO_DIR) --quiet
 	$(PYTHON) tools/compare.py $(DEMO_DIR)
 
-# The grid (grid.py skips finished runs, so a rerun resumes), the random-weights
+# The grid, 5 seeds as in the paper, two runs at a time (grid.py skips finished runs,
+# so a rerun resumes), the random-weights
 # baseline (--epochs 0) of NormFace and ProxyDR, then the findings report.
 reproduce: $(VENV)/.installed
-	$(PYTHON) grid.py synthetic_bench --seeds $(SEEDS) --record_dir $(BENCH_DIR) --evaluate
-	$(PYTHON) grid.py synthetic_bench --seeds $(SEEDS) --record_dir $(BENCH_DIR) --only normface,DR --extra "--epochs 0" --evaluate
-	$(PYTHON) grid.py synthetic_bench_hard --seeds $(SEEDS) --record_dir $(HARD_DIR) --evaluate
-	$(PYTHON) grid.py synthetic_bench_hard --seeds $(SEEDS) --record_dir $(HARD_DIR) --only normface,DR --extra "--epochs 0" --evaluate
+	$(PYTHON) grid.py synthetic_bench --seeds $(SEEDS) $(GRID_FLAGS) --record_dir $(BENCH_DIR) --evaluate
+	$(PYTHON) grid.py synthetic_bench --seeds $(SEEDS) $(GRID_FLAGS) --record_dir $(BENCH_DIR) --only normface,DR --extra "--epochs 0" --evaluate
+	$(PYTHON) grid.py synthetic_bench_hard --seeds $(SEEDS) $(GRID_FLAGS) --record_dir $(HARD_DIR) --evaluate
+	$(PYTHON) grid.py synthetic_bench_hard --seeds $(SEEDS) $(GRID_FLAGS) --record_dir $(HARD_DIR) --only normface,DR --extra "--epochs 0" --evaluate
 	$(PYTHON) tools/results_synthetic.py $(BENCH_DIR) $(HARD_DIR) --out docs/results_synthetic.md --figures docs/figures --readme README.md
 
 test: $(VENV)/.installed

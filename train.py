@@ -63,13 +63,23 @@ def load_data(args):
     return load_plankton(root, args.dataset, use_val=args.use_val, seed=args.seed, resize=args.resize, gray=args.gray)
 
 
+def parse_args(argv, error=None):
+    """The run's arguments as training sees them (grid.py names runs with it); ``error`` replaces argparse's
+    exit on a bad argument."""
+    parser = build(argv)
+    if error is not None:
+        parser.error = error
+    args = parser.parse_args(argv)
+    if args.dataset in SYNTHETIC_DEFAULTS:
+        args.rand_backbone = True  # the small CNN has no pretrained weights
+    return args
+
+
 @exit_on_user_error
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args = build(argv).parse_args(argv)
+    args = parse_args(argv)
     synthetic = args.dataset in SYNTHETIC_DEFAULTS
-    if synthetic:
-        args.rand_backbone = True  # the small CNN has no pretrained weights
     workers = 0 if synthetic else 4
     return train(args, load_data, default_workers=workers, script_dir=os.path.dirname(os.path.abspath(__file__)))
 

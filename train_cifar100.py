@@ -32,9 +32,18 @@ def load_data(args):
                          resize=args.resize, aug=args.aug, download=args.download)
 
 
+def parse_args(argv, error=None):
+    """The run's arguments as training sees them (grid.py names runs with it); ``error`` replaces argparse's
+    exit on a bad argument."""
+    parser = build()
+    if error is not None:
+        parser.error = error
+    return parser.parse_args(argv)
+
+
 @exit_on_user_error
 def main(argv=None):
-    args = build().parse_args(argv)
+    args = parse_args(argv)
     return train(args, load_data, default_workers=2, script_dir=os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -205,6 +205,18 @@ def is_record(folder):
     return os.path.isfile(os.path.join(folder, CONFIG)) and os.path.isfile(os.path.join(folder, HIERARCHY))
 
 
+def is_complete(folder):
+    """True when the run in ``folder`` finished: ``outputs_test.npz`` is there and ``config.json`` has an
+    ``end_time`` (written last).  A run folder without both was interrupted (or is training)."""
+    if not os.path.isfile(os.path.join(folder, OUTPUTS_TEST)):
+        return False
+    try:
+        with open(os.path.join(folder, CONFIG), encoding="utf-8") as fh:
+            return json.load(fh).get("end_time") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _not_a_record(folder, missing):
     return UserError(
         f"{folder} is not a run record: {missing} is missing (a run folder written by train.py holds "

@@ -46,6 +46,7 @@ from utils import record
 from utils.cli import check_args, resolve_device, run_name
 from utils.errors import UserError
 from utils.io import torch_save, write_dataframe_csv, write_json
+from utils.lock import LOCK_FILE, RunLock
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "val_acc_proto", "test_acc", "scale", "seconds"]
 
@@ -283,7 +284,7 @@ def _check_run_dir(args, name):
     run_dir = os.path.join(args.record_dir, name)
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise UserError(f"{run_dir} exists and is not a folder; remove it or choose another --record_dir")
-    exists = os.path.isdir(run_dir) and os.listdir(run_dir)
+    exists = os.path.isdir(run_dir) and [e for e in os.listdir(run_dir) if e != LOCK_FILE]
     if args.resume:
         if not os.path.isfile(os.path.join(run_dir, record.CHECKPOINT_LAST)):
             raise UserError(f"--resume: {run_dir} has no {record.CHECKPOINT_LAST}; start the run without --resume")
@@ -298,7 +299,11 @@ def _check_run_dir(args, name):
 def _make_run_dir(args, run_dir):
     """Create the run folder (emptied first with --overwrite) once the data have loaded."""
     if args.overwrite and os.path.isdir(run_dir):
-        shutil.rmtree(run_dir)
+        for entry in os.listdir(run_dir):  # all but the lock this process holds
+            path = os.path.join(run_dir, entry)
+            if entry == LOCK_FILE:
+                continue
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
     try:
         os.makedirs(run_dir, exist_ok=True)
     except OSError as err:
@@ -331,9 +336,20 @@ def write_outputs(path, model, head, prototypes, eval_loader, device, split):
 
 # ----------------------------------------------------------------------------- main
 def train(args, load_data, default_workers=4, script_dir=None):
-    """Run one training job (see :func:`_train`), under ``--deterministic`` when asked."""
-    with deterministic_mode(getattr(args, "deterministic", False)):
-        return _train(args, load_data, default_workers, script_dir)
+    """Run one training job (see :func:`_train`) holding the run folder's lock (one writer per run;
+    utils/lock.py), under ``--deterministic`` when asked."""
+    check_args(args)
+    run_dir = os.path.join(args.record_dir, run_name(args))
+    lock = RunLock(run_dir).acquire()
+    try:
+        with deterministic_mode(getattr(args, "deterministic", False)):
+            return _train(args, load_data, default_workers, script_dir)
+    finally:
+        if os.listdir(run_dir) == [LOCK_FILE]:  # nothing was written (bad data): leave no empty folder
+            with contextlib.suppress(OSError):
+                os.remove(lock.path)
+                os.rmdir(run_dir)
+        lock.release()
 
 
 def _train(args, load_data, default_workers=4, script_dir=None):
