@@ -28,9 +28,9 @@ demo: $(VENV)/.installed
 # so a rerun resumes), the random-weights
 # baseline (--epochs 0) of NormFace and ProxyDR, then the findings report.
 reproduce: $(VENV)/.installed
-	$(PYTHON) grid.py synthetic_bench --seeds $(SEEDS) $(GRID_FLAGS) --record_dir $(BENCH_DIR) --evaluate
+	$(PYTHON) grid.py synthetic_bench --seeds $(SEEDS) $(GRID_FLAGS) --record_dir $(BENCH_DIR)
 	$(PYTHON) grid.py synthetic_bench --seeds $(SEEDS) $(GRID_FLAGS) --record_dir $(BENCH_DIR) --only normface,DR --extra "--epochs 0" --evaluate
-	$(PYTHON) grid.py synthetic_bench_hard --seeds $(SEEDS) $(GRID_FLAGS) --record_dir $(HARD_DIR) --evaluate
+	$(PYTHON) grid.py synthetic_bench_hard --seeds $(SEEDS) $(GRID_FLAGS) --record_dir $(HARD_DIR)
 	$(PYTHON) grid.py synthetic_bench_hard --seeds $(SEEDS) $(GRID_FLAGS) --record_dir $(HARD_DIR) --only normface,DR --extra "--epochs 0" --evaluate
 	$(PYTHON) tools/results_synthetic.py $(BENCH_DIR) $(HARD_DIR) --out docs/results_synthetic.md --figures docs/figures --readme README.md
 
