@@ -317,8 +317,9 @@ def dataset_section(dataset, part):
               "Per option and measure: the per-seed differences, their mean and sample standard deviation, the "
               "number of seeds where ProxyDR is better (lower is better for "
               + ", ".join(LOWER_IS_BETTER) + "), the two-sided paired t-test p-value, and the Wilcoxon "
-              "signed-rank p-value (exact; with 3 seeds its smallest possible value is 0.25, so the t-test is the "
-              "informative one, at the price of assuming normal differences).", "",
+              "signed-rank p-value (exact; with n seeds its smallest possible value is 2 / 2^n, 0.25 for 3 seeds and "
+              "0.0625 for 5, so the t-test is the more informative one, at the price of assuming normal "
+              "differences).", "",
               "| option | measure | seeds | differences | mean | std | ProxyDR better | p (paired t) | p (Wilcoxon) |",
               "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in paired_table(part):
