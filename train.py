@@ -12,7 +12,7 @@ import sys
 
 from datasets import ensure_synthetic, load_plankton
 from datasets.taxonomy import GRAY_DATASETS
-from utils.cli import DEFAULT_LR, build_parser
+from utils.cli import DEFAULT_LR, build_parser, parse_with
 from utils.errors import exit_on_user_error
 from utils.trainer import train
 
@@ -39,10 +39,14 @@ def build(argv):
     first = argparse.ArgumentParser(add_help=False)  # only to pick the dataset's defaults
     first.add_argument("--dataset", default="synthetic")
     known, _ = first.parse_known_args(argv)
+    synthetic = known.dataset in SYNTHETIC_DEFAULTS
     defaults = SYNTHETIC_DEFAULTS.get(known.dataset, dict(backbone="inception", epochs=50, resize=128))
-
-    p = build_parser(__doc__, backbone=defaults["backbone"], epochs=defaults["epochs"],
-                     lr=defaults.get("lr", DEFAULT_LR), lr_by_backbone=LR_BY_BACKBONE, epilog=EPILOG)
+    p = build_parser(
+        __doc__, backbone=defaults["backbone"], epochs=defaults["epochs"], lr=defaults.get("lr", DEFAULT_LR),
+        lr_by_backbone=None if synthetic else LR_BY_BACKBONE, epilog=EPILOG,
+        lr_note="the synthetic presets' own, for any backbone; on the paper's datasets 1e-5 for resnet50, "
+                "1e-4 otherwise" if synthetic else None,
+    )
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="synthetic",
                    help="MicroS, MicroL, MesoZ, synthetic (default), or the name of a folder under --data_root")
@@ -64,12 +68,8 @@ def load_data(args):
 
 
 def parse_args(argv, error=None):
-    """The run's arguments as training sees them (grid.py names runs with it); ``error`` replaces argparse's
-    exit on a bad argument."""
-    parser = build(argv)
-    if error is not None:
-        parser.error = error
-    args = parser.parse_args(argv)
+    """The run's arguments as training sees them (grid.py names runs with it)."""
+    args = parse_with(build(argv), argv, error)
     if args.dataset in SYNTHETIC_DEFAULTS:
         args.rand_backbone = True  # the small CNN has no pretrained weights
     return args

@@ -10,7 +10,7 @@ with torchvision where the network allows.  The record goes to record/<run name>
 import os
 
 from datasets import load_cifar100
-from utils.cli import build_parser
+from utils.cli import build_parser, parse_with
 from utils.errors import exit_on_user_error
 from utils.trainer import train
 
@@ -33,12 +33,8 @@ def load_data(args):
 
 
 def parse_args(argv, error=None):
-    """The run's arguments as training sees them (grid.py names runs with it); ``error`` replaces argparse's
-    exit on a bad argument."""
-    parser = build()
-    if error is not None:
-        parser.error = error
-    return parser.parse_args(argv)
+    """The run's arguments as training sees them (grid.py names runs with it)."""
+    return parse_with(build(), argv, error)
 
 
 @exit_on_user_error

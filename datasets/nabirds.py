@@ -19,13 +19,12 @@ Image order (what the split draws from): the rows of the paper's image list
 ``images_128/`` (the paper's resized copy) or else the same files in
 ``images/``; otherwise the images of ``images.txt`` in sorted path order.
 """
-import csv
 import os
 
 import numpy as np
 
 from datasets.common import cut_permutation, random_split, require_folder, split_train_pool, train_augmentation
-from datasets.taxonomy import IMAGE_COLUMNS, _read_csv, build_file_splits
+from datasets.taxonomy import IMAGE_COLUMNS, _read_csv, build_file_splits, csv_header
 from utils.errors import UserError
 from utils.hierarchy import Hierarchy
 
@@ -105,12 +104,8 @@ def find_image_list(folder):
         if fname.startswith(".") or not fname.lower().endswith(".csv"):
             continue
         path = os.path.join(folder, fname)
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as fh:
-                header = [h.strip() for h in next(csv.reader(fh), [])]
-        except (OSError, UnicodeDecodeError, csv.Error):
-            continue
-        if all(c in header for c in IMAGE_COLUMNS):
+        header = csv_header(path)
+        if header is not None and all(c in header for c in IMAGE_COLUMNS):
             found.append(path)
     if len(found) > 1:
         raise UserError(f"{folder} holds {len(found)} image lists (Filepath,Class): "

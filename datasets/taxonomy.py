@@ -355,6 +355,15 @@ def load_csv_description(class_csv, image_csv, *, data_root, gray=False, resize=
                              seed=seed, cache=cache, root=data_root)
 
 
+def csv_header(path):
+    """The stripped column names of a CSV file's first row, or None when it cannot be read as CSV text."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return [h.strip() for h in next(csv.reader(fh), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
 def find_csv_description(folder):
     """The (class table, image table) pair among ``folder``'s ``*.csv`` files, or None.
 
@@ -370,10 +379,8 @@ def find_csv_description(folder):
         if not fname.lower().endswith(".csv") or fname.startswith("."):
             continue
         path = os.path.join(folder, fname)
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as fh:
-                header = [h.strip() for h in next(csv.reader(fh), [])]
-        except (OSError, UnicodeDecodeError, csv.Error):
+        header = csv_header(path)
+        if header is None:
             continue
         if all(c in header for c in CLASS_COLUMNS):
             class_tables.append(path)

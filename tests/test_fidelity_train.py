@@ -52,9 +52,14 @@ def test_paper_learning_rate_per_script_and_backbone(module, argv, lr):
 
 def test_help_shows_the_per_backbone_learning_rate(capsys):
     with pytest.raises(SystemExit):
-        train.build(["--help"]).parse_args(["--help"])
+        train.build(["--dataset", "MicroS", "--help"]).parse_args(["--dataset", "MicroS", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "(default 1e-5 for resnet50, 1e-4 otherwise)" in out
+    with pytest.raises(SystemExit):  # the default dataset, the synthetic demo preset
+        train.build(["--help"]).parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default 1e-3; the synthetic presets' own, for any backbone; on the paper's datasets 1e-5 for " \
+           "resnet50, 1e-4 otherwise)" in out
     with pytest.raises(SystemExit):
         train_cifar100.build().parse_args(["--help"])
     assert "learning rate of the network and the scale (default 1e-4)" in " ".join(capsys.readouterr().out.split())
@@ -110,18 +115,18 @@ def test_two_runs_differing_only_in_lr_get_two_folders_and_two_summary_rows(tmp_
     ensure_synthetic(str(data), seed=0)
     common = ["--data_root", str(data), "--record_dir", str(tmp_path / "rec"), "--epochs", "1", "--num_workers", "0"]
     a = train.main(common)
-    b = train.main(common + ["--lr", "1e-3"])
+    b = train.main(common + ["--lr", "1e-4"])  # the synthetic preset's default is 1e-3
     assert os.path.basename(a) == "synthetic_simple_DR_euc_rand_ep1_seed1"
-    assert os.path.basename(b) == "synthetic_simple_DR_euc_rand_lr1e-3_ep1_seed1"
+    assert os.path.basename(b) == "synthetic_simple_DR_euc_rand_lr1e-4_ep1_seed1"
     with open(os.path.join(a, record.CONFIG)) as fh:
         ca = json.load(fh)
     with open(os.path.join(b, record.CONFIG)) as fh:
         cb = json.load(fh)
-    assert (ca["lr"], ca["lr_default"], cb["lr"], cb["lr_default"]) == (1e-4, 1e-4, 1e-3, 1e-4)
+    assert (ca["lr"], ca["lr_default"], cb["lr"], cb["lr_default"]) == (1e-3, 1e-3, 1e-4, 1e-3)
     assert evaluate.main([str(tmp_path / "rec"), "--no_plots", "--n_perm", "0", "--quiet"]) == 0
     summary = pd.read_csv(tmp_path / "rec" / record.SUMMARY_CSV)
     assert len(summary) == 2
-    assert sorted(summary["options"]) == ["rand_backbone+epochs=1", "rand_backbone+lr=1e-3+epochs=1"]
+    assert sorted(summary["options"]) == ["rand_backbone+epochs=1", "rand_backbone+lr=1e-4+epochs=1"]
 
 
 # ------------------------------------------------------------------ backbones

@@ -1,6 +1,7 @@
 """Issue 11 on the CPU: the lean step, --compile, --deterministic, the on-disk image cache."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,27 +11,14 @@ import torch
 
 import datasets
 import datasets.common as common
-import train
-from datasets import disk_cache, ensure_synthetic
+from datasets import disk_cache
 from losses.ema import class_means, ema_update
 from tests import fakes
+from tests.test_training import data_root, run  # noqa: F401  (the synthetic set, one training run)
 from utils import record, trainer
 from utils.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    ensure_synthetic(str(root), seed=0)
-    return str(root)
-
-
-def run(data_root, record_dir, *flags, epochs=1):
-    argv = ["--data_root", data_root, "--record_dir", str(record_dir), "--epochs", str(epochs), "--batch_size", "64",
-            *flags]
-    return train.main(argv)
 
 
 def outputs(run_dir, name=record.OUTPUTS_TEST):
@@ -138,9 +126,11 @@ def test_compile_trains_like_eager_and_checkpoints_stay_interchangeable(data_roo
     ck_c = torch.load(os.path.join(compiled, record.CHECKPOINT_LAST), weights_only=True)
     assert list(ck_c["model"]) == list(ck_e["model"])
     assert not any("_orig_mod" in k for k in ck_c["model"])
-    # an eager record resumes under --compile
-    resumed = run(data_root, tmp_path / "compiled", "--resume", "--compile", epochs=2)
-    assert list(record.load_history(resumed)["epoch"]) == [1, 2]
+    # an eager record resumes under --compile: the eager 1-epoch record as a 2-epoch run cut after epoch 1
+    cut = os.path.join(tmp_path, "cut", os.path.basename(eager_run).replace("_ep1_", "_ep2_"))
+    shutil.copytree(eager_run, cut)
+    resumed = run(data_root, tmp_path / "cut", "--resume", "--compile", epochs=2)
+    assert resumed == cut and list(record.load_history(resumed)["epoch"]) == [1, 2]
 
 
 # ------------------------------------------------------------------ --deterministic
@@ -201,7 +191,10 @@ def test_disk_cache_built_once_reused_and_rebuilt_when_the_resize_changes(tmp_pa
         assert torch.equal(split.train.cache, memory.train.cache)
         assert np.array_equal(split.train.sizes, memory.train.sizes)
         assert all(torch.equal(split.test[i][0], memory.test[i][0]) for i in range(len(memory.test)))
-    assert split.train.sizes[0].tolist() == list(fakes.fake_plankton_size(0, 0))
+    from PIL import Image
+
+    with Image.open(split.train.file(0)) as first_image:  # the original size of the first training item
+        assert split.train[0][2].tolist() == list(first_image.size)
     # worker processes read the mapped cache
     loader = torch.utils.data.DataLoader(second.train, batch_size=5, num_workers=2)
     assert torch.equal(torch.cat([x for x, _, _ in loader]), torch.stack([memory.train[i][0] for i in range(len(memory.train))]))
@@ -226,7 +219,7 @@ def test_disk_cache_rebuilt_when_an_image_changes_and_used_above_the_memory_limi
     Image.new("RGB", (7, 9), (255, 0, 0)).save(image, format="PNG" if image.endswith("png") else "JPEG")
     again = datasets.load_taxonomy_folder(folder, resize=12)
     assert counted_decoding["decode"] == 2 * n
-    assert again.train.sizes[0].tolist() == [7, 9] and int(again.train[0][0][0].mean() * 255 + 0.5) >= 250
+    assert again.train[0][2].tolist() == [7, 9] and int(again.train[0][0][0].mean() * 255 + 0.5) >= 250
 
 
 class Killed(BaseException):

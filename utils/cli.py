@@ -22,12 +22,13 @@ def _lr_help(lr_by_backbone, lr):
     return ", ".join(special + [f"{float_tag(lr)} otherwise" if special else float_tag(lr)])
 
 
-def build_parser(description, *, backbone, epochs, lr=DEFAULT_LR, lr_by_backbone=None, epilog=None):
+def build_parser(description, *, backbone, epochs, lr=DEFAULT_LR, lr_by_backbone=None, lr_note=None, epilog=None):
     """The flags every training script has; ``backbone``/``epochs`` are the dataset's defaults.
 
     ``lr``: the script's learning rate (the paper's ``DEFAULT_LR``; the synthetic
     presets choose their own); ``lr_by_backbone``: the learning rate per backbone
-    where it differs (the paper's ``train.py`` trains resnet50 at 1e-5).  The
+    where it differs (the paper's ``train.py`` trains resnet50 at 1e-5);
+    ``lr_note``: added to ``--lr``'s help.  The
     defaults that run names are compared with are kept as ``<flag>_default``
     (set here, resolved per backbone by :func:`check_args`) and recorded in
     ``config.json``.
@@ -67,7 +68,8 @@ def build_parser(description, *, backbone, epochs, lr=DEFAULT_LR, lr_by_backbone
     g.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"batch size (default {DEFAULT_BATCH_SIZE})")
     g.add_argument("--lr", type=float, default=None,
-                   help=f"Adam learning rate of the network and the scale (default {_lr_help(lr_by_backbone, lr)})")
+                   help=f"Adam learning rate of the network and the scale (default {_lr_help(lr_by_backbone, lr)}"
+                        + (f"; {lr_note})" if lr_note else ")"))
     g.add_argument("--seed", type=int, default=1, help="seeds the split, initialisation, data order and MDS")
     g.add_argument("--use_val", action="store_true",
                    help="hold out a validation split and evaluate the checkpoint with the best validation accuracy")
@@ -90,6 +92,14 @@ def build_parser(description, *, backbone, epochs, lr=DEFAULT_LR, lr_by_backbone
                    help="deterministic kernels (bit-identical reruns on one GPU, slower); recorded, not in the run name")
     p.set_defaults(lr_by_backbone=lr_by_backbone, lr_otherwise=lr, epochs_default=epochs, batch_size_default=DEFAULT_BATCH_SIZE)
     return p
+
+
+def parse_with(parser, argv, error=None):
+    """``parser.parse_args(argv)``; ``error(message)`` replaces argparse's exit on a bad argument (grid.py
+    turns it into one line naming the flag)."""
+    if error is not None:
+        parser.error = error
+    return parser.parse_args(argv)
 
 
 def resolve_lr(args):

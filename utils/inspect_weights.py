@@ -31,7 +31,7 @@ from utils.errors import UserError
 from utils.hierarchy import Hierarchy
 from utils.io import write_dataframe_csv, write_json, write_npz, write_text
 from utils.metrics import representation as rep_m
-from utils.metrics.evaluation import N_PERM, reference_trees, representation_metrics, wants_living
+from utils.metrics.evaluation import N_PERM, add_reference_trees, reference_trees, representation_metrics, wants_living
 
 #: Distances between the normalised class vectors, as (name suffix, distance of representative_distances).
 DISTANCES = (("euc", "euc"), ("arccos", "arccos"))
@@ -361,9 +361,7 @@ def inspect(W, hierarchy, *, living=False, n_perm=N_PERM, seed=0):
         result.distances[suffix] = D
         result.linkage[suffix] = Z
         result.newick[suffix] = trees.linkage_newick(Z, hierarchy.names)
-    result.linkage["true"] = trees.agglomerate(hierarchy.distances, "wpgma")
-    result.newick["true"] = trees.linkage_newick(result.linkage["true"], hierarchy.names)
-    result.newick["taxonomy"] = trees.taxonomy_newick(hierarchy)
+    add_reference_trees(result, hierarchy)
     return result
 
 

@@ -19,7 +19,6 @@ where the uninterrupted run would.
 import contextlib
 import copy
 import datetime
-import json
 import logging
 import math
 import os
@@ -340,15 +339,17 @@ def train(args, load_data, default_workers=4, script_dir=None):
     utils/lock.py), under ``--deterministic`` when asked."""
     check_args(args)
     run_dir = os.path.join(args.record_dir, run_name(args))
+    created = [d for d in (run_dir, args.record_dir) if not os.path.isdir(d)]
     lock = RunLock(run_dir).acquire()
     try:
         with deterministic_mode(getattr(args, "deterministic", False)):
             return _train(args, load_data, default_workers, script_dir)
     finally:
-        if os.listdir(run_dir) == [LOCK_FILE]:  # nothing was written (bad data): leave no empty folder
+        if os.listdir(run_dir) == [LOCK_FILE]:  # nothing was written (bad data): leave no folder behind
             with contextlib.suppress(OSError):
                 os.remove(lock.path)
-                os.rmdir(run_dir)
+                for folder in created:  # the run folder, then the record folder if this run made it
+                    os.rmdir(folder)
         lock.release()
 
 

@@ -62,6 +62,13 @@ def reference_trees(hierarchy):
     }
 
 
+def add_reference_trees(result, hierarchy):
+    """The WPGMA tree of ``d_T`` (linkage and Newick) and the taxonomy's own Newick, into ``result``."""
+    result.linkage["true"] = trees.agglomerate(hierarchy.distances, "wpgma")
+    result.newick["true"] = trees.linkage_newick(result.linkage["true"], hierarchy.names)
+    result.newick["taxonomy"] = trees.taxonomy_newick(hierarchy)
+
+
 def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PERM, seed=0, reference=None):
     """Hierarchical inference of one set of representatives (names without the _W/_proto suffix).
 
@@ -170,9 +177,7 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
         result.distances[suffix] = D
         result.linkage[suffix] = Z
         result.newick[suffix] = trees.linkage_newick(Z, hierarchy.names)
-    result.linkage["true"] = trees.agglomerate(hierarchy.distances, "wpgma")
-    result.newick["true"] = trees.linkage_newick(result.linkage["true"], hierarchy.names)
-    result.newick["taxonomy"] = trees.taxonomy_newick(hierarchy)
+    add_reference_trees(result, hierarchy)
 
     sim = hierarchy.similarities(distance, beta)
     curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
