@@ -1,7 +1,6 @@
 """tools/results_synthetic.py on a hand-built miniature grid of records (two seeds)."""
 import json
 import math
-import os
 
 import numpy as np
 import pytest
