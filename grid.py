@@ -115,6 +115,20 @@ def training_argv(dataset, config_flags, seed, args):
     return script, argv
 
 
+def absolute_folders(argv, record_dir):
+    """``argv`` with ``--data_root`` and ``--record_dir`` as absolute paths (the record folder always given),
+    so a run started by a cluster task or from another folder writes where the grid looks."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in ("--data_root", "--record_dir") and i + 1 < len(argv):
+            out += [argv[i], os.path.abspath(argv[i + 1])]
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out if "--record_dir" in out else out + ["--record_dir", os.path.abspath(record_dir)]
+
+
 def _script_module(script):
     if script == "train.py":
         import train as module
@@ -144,7 +158,8 @@ def plan(args):
             script, argv = training_argv(args.dataset, flags, seed, args)
             name = run_name_of(script, argv)
             runs.append(dict(config=config, seed=seed, script=script, argv=argv, name=name,
-                             run_dir=os.path.join(args.record_dir, name)))
+                             run_dir=os.path.abspath(os.path.join(args.record_dir, name)),
+                             exec_argv=absolute_folders(argv, args.record_dir)))
     names = [r["name"] for r in runs]
     if len(set(names)) != len(names):
         raise UserError("two runs of the grid get the same run name; check --extra")
@@ -184,12 +199,12 @@ def start(run, device_flags, log_path, env=None):
     ``log_path``; returns (process, log file, what was done)."""
     what = state(run["run_dir"])
     extra = {"resume": ["--resume"], "overwrite": ["--overwrite"]}.get(what, [])
-    argv = [sys.executable, os.path.join(HERE, run["script"]), *device_flags, *run["argv"], *extra]
+    argv = [sys.executable, os.path.join(HERE, run["script"]), *device_flags, *run["exec_argv"], *extra]
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log = open(log_path, "a", encoding="utf-8")
     log.write(f"# {datetime.datetime.now().isoformat(timespec='seconds')} {shlex.join(argv)}\n")
     log.flush()
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=HERE, env=env), log, what
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log, what
 
 
 def outcome(run, rc, what):
@@ -324,7 +339,6 @@ def run_submitit(args, runs, slurm_extra):
         device_flags = ["--device", "cpu"]
     # The array's workers import this module: make the project importable wherever they start.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
-    runs = [dict(r, record_dir=os.path.abspath(args.record_dir), run_dir=os.path.abspath(r["run_dir"])) for r in runs]
     jobs = executor.map_array(array_task, runs, [os.path.abspath(log_path_of(args, r)) for r in runs],
                               [device_flags] * len(runs))
     job_id = jobs[0].job_id.split("_")[0] if jobs else "none"
@@ -361,7 +375,7 @@ def report(args, runs, results):
 def evaluate(args):
     argv = [sys.executable, os.path.join(HERE, "evaluate.py"), args.record_dir, "--quiet"]
     print("evaluating:", shlex.join(argv[1:]))
-    return subprocess.call(argv, cwd=os.getcwd())
+    return subprocess.call(argv)
 
 
 # ----------------------------------------------------------------------------- main
