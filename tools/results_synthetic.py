@@ -259,10 +259,12 @@ def finding3(part):
     p = rows["corr_perm_p_proto"].dropna().astype(float)
     n_below = int((p < ALPHA).sum())
     verdict = "holds" if n_below == len(p) else ("does not hold" if n_below == 0 else "mixed")
+    spread = (f"permutation p-value {_fmt(float(p.min()), 3)} in every run" if p.min() == p.max() else
+              f"permutation p-values {_fmt(float(p.min()), 3)} to {_fmt(float(p.max()), 3)}")
     sentence = (
         f"Finding 3 ({verdict}): the prototypes of the untrained networks (`--epochs 0`, {len(p)} runs) correlate "
-        f"with the taxonomy at corr_mean_proto {_fmt(float(rows['corr_mean_proto'].mean()), 3)}, permutation "
-        f"p-values {_fmt(float(p.min()), 3)} to {_fmt(float(p.max()), 3)} ({n_below} of {len(p)} below {ALPHA})."
+        f"with the taxonomy at corr_mean_proto {_fmt(float(rows['corr_mean_proto'].mean()), 3)}, {spread} "
+        f"({n_below} of {len(p)} below {ALPHA})."
     )
     return verdict, sentence
 
