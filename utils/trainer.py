@@ -302,7 +302,10 @@ def _make_run_dir(args, run_dir):
             path = os.path.join(run_dir, entry)
             if entry == LOCK_FILE:
                 continue
-            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
     try:
         os.makedirs(run_dir, exist_ok=True)
     except OSError as err:
@@ -345,7 +348,7 @@ def train(args, load_data, default_workers=4, script_dir=None):
         with deterministic_mode(getattr(args, "deterministic", False)):
             return _train(args, load_data, default_workers, script_dir)
     finally:
-        if os.listdir(run_dir) == [LOCK_FILE]:  # nothing was written (bad data): leave no folder behind
+        if os.path.isdir(run_dir) and os.listdir(run_dir) == [LOCK_FILE]:  # nothing was written (bad data): leave no folder behind
             with contextlib.suppress(OSError):
                 os.remove(lock.path)
                 for folder in created:  # the run folder, then the record folder if this run made it
