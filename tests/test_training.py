@@ -11,7 +11,7 @@ import torch
 
 import train
 from datasets import ensure_synthetic
-from utils import record
+from utils import lock, record
 from utils.hierarchy import Hierarchy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -141,7 +141,12 @@ def test_existing_record_is_not_overwritten_silently(data_root, tmp_path, capsys
         run(data_root, tmp_path, epochs=0)
     assert exc.value.code == 2
     assert "--resume" in capsys.readouterr().err
-    run(data_root, tmp_path, "--overwrite", epochs=0)
+    first = run(data_root, tmp_path, "--overwrite", epochs=0)
+    open(os.path.join(first, "stale.txt"), "w").close()
+    os.makedirs(os.path.join(first, "stale_folder"))
+    again = run(data_root, tmp_path, "--overwrite", epochs=0)  # empties the folder, keeps only its lock file
+    assert again == first and not {"stale.txt", "stale_folder"} & set(os.listdir(again))
+    assert record.is_complete(again) and lock.holder(again) is None
 
 
 @pytest.mark.parametrize(
