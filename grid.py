@@ -266,6 +266,8 @@ def run_local(args, runs):
         results[run["name"]] = (status, seconds, detail)
         bar.update(1)
         bar.set_postfix_str(f"{run['name']}: {status}")
+        if bar.disable:  # not a terminal (a log file): one line per finished run instead of the bar
+            print(f"[{len(results)}/{len(runs)}] {run['name']}: {status} ({seconds / 60:.1f} min)", flush=True)
 
     while pending or active:
         while pending and free:
