@@ -145,3 +145,19 @@ def test_compare_prints_runs_side_by_side(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         compare.main([str(tmp_path / "missing")])
     assert stop.value.code == 2
+
+
+def test_training_table_means_and_standard_deviations(tmp_path):
+    make_grid(tmp_path)
+    for seed, acc, cos in ((1, 0.96, 0.80), (2, 0.98, 0.90)):  # standard ProxyDR: what training recorded
+        folder = tmp_path / f"synthetic_bench_simple_DR_euc_standard_seed{seed}"
+        config = json.loads((folder / "config.json").read_text())
+        config.update(train_acc_eval=acc, w_init_cos=cos)
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "history.csv").write_text(f"epoch,train_acc\n1,0.5\n2,{acc - 0.02}\n")
+    frame = R.load_runs([str(tmp_path)])
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in R.training_table(frame).splitlines()}
+    # mean and sample std: train acc 0.97 ± 0.0141, running 0.95 ± 0.0141, test 0.9 ± 0, w_init_cos 0.85 ± 0.0707
+    assert rows[("DR", "standard")] == ("| DR | standard | 2 | 0.970 ± 0.014 | 0.950 ± 0.014 | 0.900 ± 0.000 | "
+                                        "0.850 ± 0.071 |")
+    assert rows[("DR", "untrained")].endswith("| - | - | - | - |")  # nothing recorded for those runs

@@ -27,3 +27,36 @@ def test_w_init_cos_measures_how_far_w_moved(tmp_path):
     assert trained["w_init_cos"] < 0.999
     fixed, _ = _run(data_root, tmp_path / "c", "--epochs", "1", "--mds_W")  # MDS representatives never move
     assert fixed["w_init_cos"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_train_acc_eval_is_the_evaluated_checkpoints_accuracy_on_the_training_split(tmp_path):
+    """Rebuild the network and W from checkpoint_last.pt (no --use_val: the evaluated checkpoint is the last) and
+    score the training images listed in split.csv, each one by one, with the cosine to W's rows (ProxyDR's and
+    NormFace's prediction is the nearest representative)."""
+    import pandas as pd
+    import torch
+
+    from models.embedding import EmbeddingNet
+
+    data_root = str(tmp_path / "data")
+    config, _ = _run(data_root, tmp_path / "rec", "--epochs", "8")
+    run_dir = os.path.join(str(tmp_path / "rec"), config["run_name"])
+    ck = torch.load(os.path.join(run_dir, "checkpoint_last.pt"), weights_only=True)
+    model = EmbeddingNet("simple", config["in_channels"], pretrained=False)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    W = torch.nn.functional.normalize(ck["head"]["W"], dim=1)
+
+    args = train.parse_args(["--data_root", data_root, "--resize", "16"])
+    data = train.load_data(args)
+    split = pd.read_csv(os.path.join(run_dir, "split.csv"))
+    train_rows = split[split["split"] == "train"]
+    assert len(train_rows) == len(data.train) == config["n_train"]
+    correct = 0
+    with torch.no_grad():
+        for i in range(len(data.train)):
+            x, y, wh = data.train[i]
+            f = model(x[None].float() / 255 if x.dtype == torch.uint8 else x[None], wh[None])
+            correct += int((f @ W.T).argmax(1).item() == y)
+    assert config["train_acc_eval"] == pytest.approx(correct / len(data.train), abs=1e-6)  # float32 mean
+    assert correct > len(data.train) // 2  # a trained network, not chance

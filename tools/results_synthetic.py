@@ -27,6 +27,7 @@ from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from utils import record  # noqa: E402
 from utils.errors import UserError, exit_on_user_error  # noqa: E402
 from utils.io import write_text  # noqa: E402
 
@@ -95,7 +96,10 @@ def load_runs(folders):
             except (OSError, ValueError) as err:
                 raise UserError(f"cannot read the record {dirpath}: {err}; re-run evaluate.py on it") from None
             start, end, seconds = _seconds(config)
+            history = record.load_history(dirpath)
             rows.append(dict(
+                train_acc_last=None if history is None else float(history["train_acc"].iloc[-1]),
+                w_init_cos=config.get("w_init_cos"), train_acc_eval=config.get("train_acc_eval"),
                 run=os.path.basename(dirpath), path=dirpath, dataset=config.get("dataset"),
                 method=config.get("method"), distance=config.get("distance"), option=option_of(config),
                 seed=config.get("seed"), untrained=config.get("epochs") == 0, start=start, end=end,
@@ -270,6 +274,27 @@ def finding3(part):
 
 
 # ------------------------------------------------------------------ report
+def training_table(part):
+    """Did the networks learn?  Per method and option, mean ± std over seeds of the training accuracy of the
+    evaluated checkpoint (``train_acc_eval``: the training split scored after training, no augmentation), the
+    running training accuracy of the last epoch (``history.csv``, measured while the weights still move), the test
+    accuracy (W) and ``w_init_cos`` (mean cosine between the initial and final rows of W; 1 = W never moved, as
+    for fixed MDS representatives and untrained runs)."""
+    lines = ["| method | option | runs | train acc (evaluated checkpoint) | train acc (running, last epoch) | "
+             "test acc (W) | w_init_cos |", "|---|---|---:|---:|---:|---:|---:|"]
+    order = {o: i for i, o in enumerate(OPTIONS + ("corr",))}
+    groups = part.assign(opt=[("untrained" if u else o) for o, u in zip(part.option, part.untrained)])
+    keys = sorted(groups.groupby(["method", "opt"]).groups, key=lambda k: (k[0], order.get(k[1], -1)))
+    for method, opt in keys:
+        g = groups[(groups.method == method) & (groups.opt == opt)]
+        cells = []
+        for column in ("train_acc_eval", "train_acc_last", "acc_W", "w_init_cos"):
+            v = pd.to_numeric(g[column], errors="coerce").dropna() if column in g else pd.Series(dtype=float)
+            cells.append("-" if v.empty else f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}")
+        lines.append(f"| {method} | {opt} | {len(g)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summary_tables(part):
     """The evaluate.py summary (mean ± std over seeds) of one dataset's runs, as Markdown."""
     from utils.metrics.evaluation import options_label, summarise, summary_markdown
@@ -278,7 +303,8 @@ def summary_tables(part):
     for _, r in part.iterrows():
         metrics = {k: r[k] for k in part.columns if k not in ("run", "path", "dataset", "method", "distance",
                                                                 "option", "seed", "untrained", "start", "end",
-                                                                "seconds", "config")}
+                                                                "seconds", "config", "train_acc_last", "w_init_cos",
+                                                                "train_acc_eval")}
         group = re.sub(r"_seed\d+$", "", r["run"]) + ("/untrained" if r["untrained"] else "")  # never pooled
         rows.append(dict(run=r["run"], group=group, dataset=r["dataset"], backbone=r["config"].get("backbone"),
                          method=r["method"], distance=r["distance"], options=options_label(r["config"]), **metrics))
@@ -315,6 +341,9 @@ def dataset_section(dataset, part):
         lines += [f"* {sentence}"]
     lines += [""]
 
+    lines += ["### Did the networks learn?", "",
+              "Mean ± standard deviation over seeds; `w_init_cos` is the mean cosine between W's rows at "
+              "initialisation and at the evaluated checkpoint (1: W never moved).", "", training_table(part), ""]
     lines += ["### Paired differences ProxyDR - NormFace", "",
               "Per option and measure: the per-seed differences, their mean and sample standard deviation, the "
               "number of seeds where ProxyDR is better (lower is better for "

@@ -313,9 +313,12 @@ def _make_run_dir(args, run_dir):
 
 
 def training_prototypes(model, head, train_loader, device, seed):
-    """Normalised class means of the normalised training-split embeddings (one eval pass)."""
+    """Normalised class means of the normalised training-split embeddings, and the accuracy (W) on that split
+    (one eval pass, no augmentation)."""
     f, y = embed(model, train_loader, device, "prototypes")
-    return prototypes_from_sums(*class_means(f, y, head.n_classes), seed)
+    with torch.no_grad():
+        train_acc = accuracy(head.scores(f), y)
+    return prototypes_from_sums(*class_means(f, y, head.n_classes), seed), train_acc
 
 
 def write_outputs(path, model, head, prototypes, eval_loader, device, split):
@@ -494,20 +497,20 @@ def _train(args, load_data, default_workers=4, script_dir=None):
     final_scale = None if head.scale is None else float(head.scale)
     if best_epoch != last_epoch:
         log.info(f"last epoch {last_epoch}: writing {record.OUTPUTS_TEST_LAST}")
-        protos = training_prototypes(model, head, train_eval, device, args.seed)
+        protos, _ = training_prototypes(model, head, train_eval, device, args.seed)
         write_outputs(os.path.join(run_dir, record.OUTPUTS_TEST_LAST), model, head, protos, test_eval, device,
                       "test (last)")
         best = _load_checkpoint(best_path)
         model.load_state_dict(best["model"])
         head.load_state_dict(best["head"])
     log.info(f"evaluated checkpoint: epoch {best_epoch}")
-    protos = training_prototypes(model, head, train_eval, device, args.seed)
+    protos, train_acc_eval = training_prototypes(model, head, train_eval, device, args.seed)
     test_acc = write_outputs(os.path.join(run_dir, record.OUTPUTS_TEST), model, head, protos, test_eval, device, "test")
     if data.val is not None:
         write_outputs(os.path.join(run_dir, record.OUTPUTS_VAL), model, head, protos, loader(data.val, False, 0),
                       device, "validation")
     w_init_cos = float((initial_W * head.representatives()).sum(1).mean())  # mean cosine, initial vs final rows
-    config.update(final_scale=final_scale, best_epoch=best_epoch, w_init_cos=w_init_cos,
+    config.update(final_scale=final_scale, best_epoch=best_epoch, w_init_cos=w_init_cos, train_acc_eval=train_acc_eval,
                   end_time=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
     write_json(os.path.join(run_dir, record.CONFIG), config)
     log.info(f"test accuracy (W) {test_acc:.4f}; record written to {run_dir}")
