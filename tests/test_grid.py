@@ -135,7 +135,9 @@ def test_local_grid_runs_then_skips(tmp_path, data_root, capsys):
     for name in NAMES:
         assert record.is_complete(os.path.join(rec, name))
         assert os.path.isfile(os.path.join(rec, "logs", name + ".log"))
-    assert out.count(" done ") == 2 and "2 done, 0 skipped, 0 failed" in out
+    assert "2 done, 0 skipped, 0 failed" in out
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("[")] == ["[1/2] " + NAMES[0],
+                                                                                     "[2/2] " + NAMES[1]]
     rc, out = grid_main(["synthetic", *MINI, "--data_root", data_root, "--record_dir", rec, "--gpus", "cpu",
                          "--evaluate"], capsys)
     assert rc == 0 and "0 done, 2 skipped, 0 failed" in out
