@@ -335,7 +335,7 @@ def run_submitit(args, runs, slurm_extra):
     executor = submitit.AutoExecutor(folder=folder, cluster=args.cluster)
     if args.cluster == "slurm":
         executor.update_parameters(**slurm_parameters(args, slurm_extra))
-        device_flags = [] if args.gpus_per_run else ["--device", "cpu"]
+        device_flags = ["--GPU", "0"] if args.gpus_per_run else ["--device", "cpu"]  # Slurm shows a task its GPUs
     else:
         executor.update_parameters(timeout_min=args.timeout_min, gpus_per_node=0)
         device_flags = ["--device", "cpu"]
@@ -347,8 +347,8 @@ def run_submitit(args, runs, slurm_extra):
     print(f"submitted job array {job_id}: {len(jobs)} runs; submitit logs in {folder}, "
           f"training logs in {os.path.join(args.record_dir, 'logs')}")
     if args.cluster == "slurm":
-        print(f"when it has finished: python grid.py {args.dataset} --record_dir {args.record_dir} --evaluate "
-              f"(skips the finished runs, evaluates them all)")
+        print(f"when it has finished: python evaluate.py {args.record_dir} (the same grid.py command again "
+              f"resubmits only the runs that did not finish)")
         return None
     results = {}
     for run, job in tqdm(list(zip(runs, jobs)), desc=f"grid {args.dataset}", unit="run", disable=None):
