@@ -341,17 +341,25 @@ def run_submitit(args, runs, slurm_extra):
         device_flags = ["--device", "cpu"]
     # The array's workers import this module: make the project importable wherever they start.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
-    jobs = executor.map_array(array_task, runs, [os.path.abspath(log_path_of(args, r)) for r in runs],
-                              [device_flags] * len(runs))
-    job_id = jobs[0].job_id.split("_")[0] if jobs else "none"
-    print(f"submitted job array {job_id}: {len(jobs)} runs; submitit logs in {folder}, "
-          f"training logs in {os.path.join(args.record_dir, 'logs')}")
+    results = {}
+    for run in runs:  # finished runs, and runs another process trains now, are not submitted
+        skipped = precheck(run)
+        if skipped:
+            results[run["name"]] = (skipped[0], 0.0, skipped[1])
+    todo = [run for run in runs if run["name"] not in results]
+    if not todo:
+        print("nothing to submit: every run has finished or is running elsewhere")
+        return results
+    jobs = executor.map_array(array_task, todo, [os.path.abspath(log_path_of(args, r)) for r in todo],
+                              [device_flags] * len(todo))
+    job_id = jobs[0].job_id.split("_")[0]
+    print(f"submitted job array {job_id}: {len(jobs)} runs ({len(results)} finished or running elsewhere, not "
+          f"submitted); submitit logs in {folder}, training logs in {os.path.join(args.record_dir, 'logs')}")
     if args.cluster == "slurm":
         print(f"when it has finished: python evaluate.py {args.record_dir} (the same grid.py command again "
               f"resubmits only the runs that did not finish)")
         return None
-    results = {}
-    for run, job in tqdm(list(zip(runs, jobs)), desc=f"grid {args.dataset}", unit="run", disable=None):
+    for run, job in tqdm(list(zip(todo, jobs)), desc=f"grid {args.dataset}", unit="run", disable=None):
         try:
             results[run["name"]] = job.result()
         except Exception as err:  # the task itself crashed (not the training run): report, go on

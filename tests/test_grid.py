@@ -181,6 +181,9 @@ def test_cluster_local_writes_the_same_records(tmp_path, data_root, capsys):
         np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
         np.testing.assert_array_equal(a["labels"], b["labels"])
     assert os.path.isdir(os.path.join(sub, "logs", "submitit"))
+    rc, out = grid_main(["synthetic", *MINI, "--data_root", data_root, "--record_dir", sub, "--cluster", "local"],
+                        capsys)
+    assert rc == 0 and "nothing to submit" in out and "0 done, 2 skipped" in out
 
 
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, data_root, capsys):
