@@ -115,8 +115,8 @@ def plot_trees(path, Z_learned, Z_true, hierarchy, title="W"):
     label_room = 1.6 if n <= MAX_LABELS else 0.0
     fig = plt.figure(figsize=(width + 3.0, 2 * (4.0 + label_room) + 0.6))
     # two dendrogram panels, leaving room under each for its strip (and labels) and on the right for the legend
-    panel_h = 0.36 - 0.08 * (label_room > 0)
-    axes = [fig.add_axes([0.05, 0.58, 0.72, panel_h]), fig.add_axes([0.05, 0.1 + 0.1 * (label_room > 0), 0.72, panel_h])]
+    (top, bottom, panel_h) = (0.63, 0.17, 0.25) if label_room else (0.58, 0.1, 0.36)  # labels need the gap
+    axes = [fig.add_axes([0.05, top, 0.72, panel_h]), fig.add_axes([0.05, bottom, 0.72, panel_h])]
     _dendrogram(fig, axes[0], Z_learned, hierarchy, level, f"learned tree ({title}, WPGMA)")
     _dendrogram(fig, axes[1], Z_true, hierarchy, level, "taxonomy (WPGMA of tree distances)")
     handles = [matplotlib.patches.Patch(color=colour, label=name) for name, colour in legend]
