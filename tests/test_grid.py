@@ -159,6 +159,9 @@ def test_killed_run_is_resumed_to_the_same_outputs(tmp_path, data_root, capsys):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the grid and its training process, mid-run
     proc.wait()
+    deadline = time.time() + 30  # the training process (the grid's child) may take a moment longer to die
+    while time.time() < deadline and lock.holder(os.path.join(cut, name)) is not None:
+        time.sleep(0.05)
     assert not record.is_complete(os.path.join(cut, name)), "the run finished before it could be killed"
     assert grid.state(os.path.join(cut, name)) == "resume"
 
