@@ -3,7 +3,7 @@
 
     python grid.py MicroS --print                     # the 70 training commands, one per line
     python grid.py MicroS --gpus 0,1,2,3              # local: one run per GPU at a time
-    python grid.py synthetic_bench --seeds 1-3 --per_gpu 2 --evaluate    # CPU: two runs at a time
+    python grid.py synthetic_bench --per_gpu 2 --evaluate     # CPU: two runs at a time (make reproduce)
     python grid.py nabirds --cluster slurm --partition gpu --timeout_min 720   # a Slurm job array
 
 Every run is a separate process of the dataset's training script (train.py,
@@ -393,7 +393,9 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="configurations (for --only/--skip): " + ", ".join(CONFIG_NAMES) +
                                 "\nper-dataset flags: " + "; ".join(f"{d}: {s} {f}" for d, (s, f) in DATASETS.items())
-                                + "; any other name: train.py --size_inform --use_val. All runs: --distance euc.")
+                                + "; any other name: train.py --size_inform --use_val. All runs: --distance euc."
+                                + "\nwith --cluster slurm, any --slurm_<name> VALUE is passed to submitit as slurm_<name> "
+                                  "(e.g. --slurm_mem 32G --slurm_qos high)")
     p.add_argument("dataset", help="MicroS, MicroL, MesoZ, cifar100, nabirds, synthetic, synthetic_bench, "
                                    "synthetic_bench_hard, or a taxonomy folder under --data_root")
     p.add_argument("--seeds", default="1-5", help="seeds, a range or a list (default 1-5, the paper's)")
@@ -417,7 +419,6 @@ def build_parser():
     g.add_argument("--cpus_per_run", type=int, default=8, help="CPUs per array task (default 8)")
     g.add_argument("--timeout_min", type=int, default=24 * 60, help="time limit per task, minutes (default 1440)")
     g.add_argument("--max_parallel", type=int, default=16, help="array tasks running at once (default 16)")
-    p.add_argument_group("any --slurm_<name> VALUE is passed to submitit as slurm_<name> (e.g. --slurm_mem 32G)")
     return p
 
 
