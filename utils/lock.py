@@ -12,10 +12,12 @@ stay behind: only the lock on it counts.  The file's text names the holder
 """
 import os
 import socket
+import time
 
 from utils.errors import UserError
 
 LOCK_FILE = "train.lock"
+PROBE_RETRIES = 5  # attempts, 50 ms apart, before a held lock counts as held by another trainer
 
 try:  # POSIX
     import fcntl
@@ -94,7 +96,11 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
             raise UserError(f"cannot create {self.path} ({err.strerror}); choose a writable --record_dir") from None
-        if not _try_lock(fd):
+        for _ in range(PROBE_RETRIES):  # holder() probes take the lock for an instant: try again
+            if _try_lock(fd):
+                break
+            time.sleep(0.05)
+        else:
             os.close(fd)
             who = _read_holder(self.path) or "another process"
             raise UserError(
