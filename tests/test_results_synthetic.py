@@ -161,3 +161,6 @@ def test_training_table_means_and_standard_deviations(tmp_path):
     assert rows[("DR", "standard")] == ("| DR | standard | 2 | 0.970 ± 0.014 | 0.950 ± 0.014 | 0.900 ± 0.000 | "
                                         "0.850 ± 0.071 |")
     assert rows[("DR", "untrained")].endswith("| - | - | - | - |")  # nothing recorded for those runs
+    assert R.learned_enough(frame) == ("Standard NormFace and ProxyDR runs at or above 95% training accuracy on "
+                                       "their evaluated checkpoint: 2 of 2.")
+    assert R.learned_enough(frame, threshold=0.97).endswith("1 of 2; below: DR seed 1 (0.960).")

@@ -295,6 +295,22 @@ def training_table(part):
     return "\n".join(lines)
 
 
+def learned_enough(part, threshold=0.95):
+    """One sentence: how many standard NormFace / ProxyDR runs reach ``threshold`` training accuracy on their
+    evaluated checkpoint (the benchmark preset's requirement), naming the runs that do not."""
+    runs = part[(part.option == "standard") & ~part.untrained & part.method.isin(["DR", "normface"])]
+    acc = pd.to_numeric(runs["train_acc_eval"], errors="coerce") if "train_acc_eval" in runs else None
+    if acc is None or acc.notna().sum() == 0:
+        return "No training accuracy of the evaluated checkpoints is recorded (`train_acc_eval`)."
+    below = runs[acc < threshold]
+    text = (f"Standard NormFace and ProxyDR runs at or above {threshold:.0%} training accuracy on their evaluated "
+            f"checkpoint: {int((acc >= threshold).sum())} of {int(acc.notna().sum())}")
+    if below.empty:
+        return text + "."
+    return text + "; below: " + ", ".join(f"{m} seed {int(sd)} ({a:.3f})" for m, sd, a in
+                                          zip(below.method, below.seed, acc[acc < threshold])) + "."
+
+
 def summary_tables(part):
     """The evaluate.py summary (mean ± std over seeds) of one dataset's runs, as Markdown."""
     from utils.metrics.evaluation import options_label, summarise, summary_markdown
@@ -343,7 +359,8 @@ def dataset_section(dataset, part):
 
     lines += ["### Did the networks learn?", "",
               "Mean ± standard deviation over seeds; `w_init_cos` is the mean cosine between W's rows at "
-              "initialisation and at the evaluated checkpoint (1: W never moved).", "", training_table(part), ""]
+              "initialisation and at the evaluated checkpoint (1: W never moved).", "", training_table(part), "",
+              learned_enough(part), ""]
     lines += ["### Paired differences ProxyDR - NormFace", "",
               "Per option and measure: the per-seed differences, their mean and sample standard deviation, the "
               "number of seeds where ProxyDR is better (lower is better for "
