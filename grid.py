@@ -98,13 +98,9 @@ def select_configs(only, skip):
     return configs
 
 
-def script_and_flags(dataset):
-    return DATASETS.get(dataset, PLANKTON)
-
-
 def training_argv(dataset, config_flags, seed, args):
     """The training script's arguments for one run (no device: the runner adds it)."""
-    script, flags = script_and_flags(dataset)
+    script, flags = DATASETS.get(dataset, PLANKTON)
     argv = [] if script != "train.py" else ["--dataset", dataset]
     argv += config_flags.split() + DISTANCE.split() + flags.split() + ["--seed", str(seed)]
     argv += shlex.split(args.extra or "")
@@ -179,25 +175,25 @@ def state(run_dir):
         return "elsewhere"
     if os.path.isfile(os.path.join(run_dir, record.CHECKPOINT_LAST)):
         return "resume"
-    if os.path.isdir(run_dir) and [e for e in os.listdir(run_dir) if e != lock.LOCK_FILE]:
+    if lock.run_files(run_dir):
         return "overwrite"
     return "fresh"
 
 
 def precheck(run):
-    """(status, detail) for a run that is not to be started (finished, or trained elsewhere), else None."""
+    """``(what, skipped)``: the run's :func:`state`, and (status, detail) when it is not to be started
+    (finished, or trained elsewhere), else None."""
     what = state(run["run_dir"])
     if what == "skip":
-        return SKIPPED, "finished before"
+        return what, (SKIPPED, "finished before")
     if what == "elsewhere":
-        return ELSEWHERE, lock.describe(lock.holder(run["run_dir"]) or "another process")
-    return None
+        return what, (ELSEWHERE, lock.describe(lock.holder(run["run_dir"]) or "another process"))
+    return what, None
 
 
-def start(run, device_flags, log_path, env=None):
-    """Start the run's training process (continued with --resume where it has a checkpoint), logging to
-    ``log_path``; returns (process, log file, what was done)."""
-    what = state(run["run_dir"])
+def start(run, what, device_flags, log_path, env=None):
+    """Start the run's training process (``what``, its :func:`state`: continued with --resume where it has a
+    checkpoint), logging to ``log_path``; returns (process, log file, what was done)."""
     extra = {"resume": ["--resume"], "overwrite": ["--overwrite"]}.get(what, [])
     argv = [sys.executable, os.path.join(HERE, run["script"]), *device_flags, *run["exec_argv"], *extra]
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -217,13 +213,14 @@ def outcome(run, rc, what):
     return FAILED, f"exit {rc}"
 
 
-def execute(run, device_flags, log_path, env=None):
-    """Run one grid entry to the end (blocking): returns (status, seconds, detail)."""
-    skipped = precheck(run)
+def execute(run, log_path, device_flags, env=None):
+    """Run one grid entry to the end (blocking; one task of a submitit job array): the same skip / resume /
+    lock rule as the local runner.  Returns (status, seconds, detail)."""
+    what, skipped = precheck(run)
     if skipped:
         return skipped[0], 0.0, skipped[1]
     t0 = time.time()
-    proc, log, what = start(run, device_flags, log_path, env)
+    proc, log, what = start(run, what, device_flags, log_path, env)
     with log:
         rc = proc.wait()
     status, detail = outcome(run, rc, what)
@@ -272,13 +269,13 @@ def run_local(args, runs):
     while pending or active:
         while pending and free:
             run = pending.pop(0)
-            skipped = precheck(run)
+            what, skipped = precheck(run)
             if skipped:
                 finish(run, skipped[0], 0.0, skipped[1])
                 continue
             slot = free.pop(0)
             flags, env = slots[slot]
-            active[slot] = (run, *start(run, flags, log_path_of(args, run), env), time.time())
+            active[slot] = (run, *start(run, what, flags, log_path_of(args, run), env), time.time())
         time.sleep(0.2)
         for slot, (run, proc, log, what, t0) in list(active.items()):
             rc = proc.poll()
@@ -294,11 +291,6 @@ def run_local(args, runs):
 
 
 # ----------------------------------------------------------------------------- submitit (Slurm, local)
-def array_task(run, log_path, device_flags):
-    """One task of the job array: the same skip / resume / lock rule as the local runner."""
-    return execute(run, list(device_flags), log_path)
-
-
 def slurm_parameters(args, extra):
     """submitit parameters for one array task per run; ``extra`` holds the --slurm_* options passed on."""
     params = dict(timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_run, cpus_per_task=args.cpus_per_run,
@@ -343,14 +335,14 @@ def run_submitit(args, runs, slurm_extra):
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
     results = {}
     for run in runs:  # finished runs, and runs another process trains now, are not submitted
-        skipped = precheck(run)
+        _, skipped = precheck(run)
         if skipped:
             results[run["name"]] = (skipped[0], 0.0, skipped[1])
     todo = [run for run in runs if run["name"] not in results]
     if not todo:
         print("nothing to submit: every run has finished or is running elsewhere")
         return results
-    jobs = executor.map_array(array_task, todo, [os.path.abspath(log_path_of(args, r)) for r in todo],
+    jobs = executor.map_array(execute, todo, [os.path.abspath(log_path_of(args, r)) for r in todo],
                               [device_flags] * len(todo))
     job_id = jobs[0].job_id.split("_")[0]
     print(f"submitted job array {job_id}: {len(jobs)} runs ({len(results)} finished or running elsewhere, not "
@@ -439,8 +431,9 @@ def main(argv=None):
         except BrokenPipeError:  # e.g. piped into head
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    print(f"grid {args.dataset}: {len(runs)} runs ({len(runs) // len(parse_seeds(args.seeds))} configurations x "
-          f"{len(parse_seeds(args.seeds))} seeds) -> {args.record_dir}")
+    n_seeds = len({run["seed"] for run in runs})
+    print(f"grid {args.dataset}: {len(runs)} runs ({len(runs) // n_seeds} configurations x {n_seeds} seeds) "
+          f"-> {args.record_dir}")
     results = run_submitit(args, runs, slurm_extra) if args.cluster else run_local(args, runs)
     if results is None:
         return 0

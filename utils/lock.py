@@ -51,10 +51,15 @@ except ImportError:  # Windows
 def _read_holder(path):
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read().strip()
+            return fh.read().strip()
     except OSError:
         return ""
-    return text
+
+
+def run_files(run_dir):
+    """The entries of ``run_dir`` other than its lock file (none when the folder does not exist): what a run
+    has written there."""
+    return [e for e in os.listdir(run_dir) if e != LOCK_FILE] if os.path.isdir(run_dir) else []
 
 
 def holder(run_dir):

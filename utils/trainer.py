@@ -45,7 +45,7 @@ from utils import record
 from utils.cli import check_args, resolve_device, run_name
 from utils.errors import UserError
 from utils.io import torch_save, write_dataframe_csv, write_json
-from utils.lock import LOCK_FILE, RunLock
+from utils.lock import RunLock, run_files
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "val_acc_proto", "test_acc", "scale", "seconds"]
 
@@ -283,7 +283,7 @@ def _check_run_dir(args, name):
     run_dir = os.path.join(args.record_dir, name)
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise UserError(f"{run_dir} exists and is not a folder; remove it or choose another --record_dir")
-    exists = os.path.isdir(run_dir) and [e for e in os.listdir(run_dir) if e != LOCK_FILE]
+    exists = run_files(run_dir)
     if args.resume:
         if not os.path.isfile(os.path.join(run_dir, record.CHECKPOINT_LAST)):
             raise UserError(f"--resume: {run_dir} has no {record.CHECKPOINT_LAST}; start the run without --resume")
@@ -298,10 +298,8 @@ def _check_run_dir(args, name):
 def _make_run_dir(args, run_dir):
     """Create the run folder (emptied first with --overwrite) once the data have loaded."""
     if args.overwrite and os.path.isdir(run_dir):
-        for entry in os.listdir(run_dir):  # all but the lock this process holds
+        for entry in run_files(run_dir):  # all but the lock this process holds
             path = os.path.join(run_dir, entry)
-            if entry == LOCK_FILE:
-                continue
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             else:
@@ -351,7 +349,7 @@ def train(args, load_data, default_workers=4, script_dir=None):
         with deterministic_mode(getattr(args, "deterministic", False)):
             return _train(args, load_data, default_workers, script_dir)
     finally:
-        if os.path.isdir(run_dir) and os.listdir(run_dir) == [LOCK_FILE]:  # nothing was written (bad data): leave no folder behind
+        if os.path.isdir(run_dir) and not run_files(run_dir):  # nothing was written (bad data): leave no folder
             with contextlib.suppress(OSError):
                 os.remove(lock.path)
                 for folder in created:  # the run folder, then the record folder if this run made it
@@ -365,8 +363,7 @@ def _train(args, load_data, default_workers=4, script_dir=None):
     ``args.data_root`` defaults to ``DATA_init`` of a ``config.json`` in
     ``script_dir`` (the training scripts' folder), else ``./data``.
     """
-    check_args(args)
-    if args.data_root is None:
+    if args.data_root is None:  # args were checked by train()
         args.data_root = default_data_root(script_dir or os.curdir)
     name = run_name(args)
     run_dir = _check_run_dir(args, name)
