@@ -12,6 +12,7 @@ import pytest
 
 import grid
 from datasets import registry
+from utils.training import run
 from tests.conftest import MINI_GRID, MINI_GRID_RUNS
 from utils import lock, record
 from utils.errors import UserError
@@ -245,6 +246,6 @@ def test_the_trainer_holds_the_lock_while_it_trains(tmp_path, data_root):
 
     config = train.parse_config(["--method", "DR", "--use_val", "--epochs", "2", "--resize", "16",
                                  "--data_root", data_root, "--record_dir", str(tmp_path)])
-    run_dir = train.train(config, load)
+    run_dir = run.train(config, load)
     assert seen == [f"{socket.gethostname()} {os.getpid()}"]
     assert lock.holder(run_dir) is None
