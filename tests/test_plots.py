@@ -1,13 +1,13 @@
-"""The figure code (utils/plots.py): the chance curve of hs@k, the binned distance matrix, the drawn trees."""
+"""The figure code (utils/evaluation/plots.py): the chance curve of hs@k, the binned distance matrix, the drawn trees."""
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import dendrogram, linkage
 from scipy.spatial.distance import pdist
 
-from utils import plots
+from utils.evaluation import plots
 from utils.hierarchy import Hierarchy
-from utils.metrics.retrieval import hs_curve
+from utils.evaluation.retrieval import hs_curve
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -34,7 +34,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy.cluster.hierarchy import leaves_list  # noqa: E402
 
 from utils.io import atomic_path  # noqa: E402
-from utils.metrics.retrieval import HS_K_MAX, ahs, ideal_similarity_sums  # noqa: E402
+from utils.evaluation.retrieval import HS_K_MAX, ahs, ideal_similarity_sums  # noqa: E402
 from utils.trees import first_level_with_groups  # noqa: E402
 
 DPI = 110
@@ -552,7 +552,7 @@ def hs_chance_curve(labels, sim, k_max=HS_K_MAX):
     k-subset of the other N - 1 test images, so the expected sum of their
     class similarities is ``k S_y / (N - 1)``, where ``S_y = sum_c n_c
     sim[y, c] - sim[y, y]`` sums over the other images.  The ideal sum
-    (:func:`utils.metrics.retrieval.ideal_similarity_sums`) does not depend on
+    (:func:`utils.evaluation.retrieval.ideal_similarity_sums`) does not depend on
     the embedding, so the expected ratio is exact; averaged over queries.
     """
     labels = np.asarray(labels, dtype=np.int64)

@@ -1,6 +1,6 @@
 """Writes the example figures of docs/figures/ from simulated runs (no dataset, no training).
 
-    python docs/figures/make_examples.py [--classes 100 10000] [--out docs/figures]
+    python tools/figure_examples.py [--classes 100 10000] [--out docs/figures]
 
 The committed examples are its default output (``example_<kind>_<classes>.png``);
 ``--classes 15 100 555 10000`` writes every size looked at.  Prints the seconds
@@ -12,7 +12,7 @@ tree.  Representatives: every taxonomy node draws a random direction, a class
 sums the directions along its path (weights 1, 0.7, 0.5, 0.35, ...) plus noise,
 normalised; test embeddings add noise to their class's vector.  So the
 figures show a model that learned part of the hierarchy, on the real figure
-code (utils/plots.py).
+code (utils/evaluation/plots.py).
 """
 import argparse
 import os
@@ -21,17 +21,24 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
-from utils import plots, trees  # noqa: E402
+from utils import trees  # noqa: E402
+from utils.evaluation import plots  # noqa: E402
 from utils.hierarchy import Hierarchy  # noqa: E402
 
 
 def synthetic_demo():
-    from datasets.synthetic import _walk, build_tree
+    from datasets.synthetic import build_tree
 
-    root = build_tree(np.random.default_rng(0), 15, 4)
-    paths = sorted(n.path for n in _walk(root) if n.is_class)
+    nodes, paths = [build_tree(np.random.default_rng(0), 15, 4)], []
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.children)
+        if node.is_class:
+            paths.append(node.path)
+    paths.sort()
     return Hierarchy([p[-1] for p in paths], paths)
 
 
@@ -113,7 +120,7 @@ def history(epochs=15, dynamic=False, seed=0):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--classes", type=int, nargs="+", default=[100, 10000])
-    p.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
+    p.add_argument("--out", default=os.path.join(ROOT, "docs", "figures"))
     args = p.parse_args(argv)
     makers = {15: synthetic_demo, 100: cifar100, 555: lambda: nested(555, 4, root="Birds", seed=5)}
     for n in args.classes:
@@ -134,7 +141,7 @@ def main(argv=None):
             labels = np.repeat(np.arange(n), 8 if n < 50 else 4)
             emb = x[labels] + 0.12 * rng.normal(size=(labels.size, x.shape[1]))
             emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-            from utils.metrics.retrieval import hs_curve
+            from utils.evaluation.retrieval import hs_curve
 
             sim = h.similarities("euc")
             start = time.perf_counter()
