@@ -23,9 +23,12 @@ from tqdm import tqdm
 from utils import record
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation import inspect as inspect_weights
+from utils.evaluation.chance import NULL_REASON
 from utils.evaluation.measures import N_PERM, evaluate_outputs
 from utils.evaluation.summary import summarise, summary_markdown, summary_row
 from utils.io import write_dataframe_csv, write_npz, write_text
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def parse_args(argv=None):
@@ -54,7 +57,8 @@ def parse_args(argv=None):
         "--n_perm",
         type=int,
         default=N_PERM,
-        help=f"class relabellings of the corr_perm_p permutation test (default {N_PERM}; 0 skips it)",
+        help=f"class relabellings of the corr_perm_p permutation test (default {N_PERM}); the chance levels "
+        "use at most 99 (corr_mean) and 30 (trees) of that many; 0 skips both",
     )
     parser.add_argument("--perm_seed", type=int, default=0, help="seed of the permutation test (default 0)")
     parser.add_argument(
@@ -119,7 +123,8 @@ def write_run_files(run, result, last, plots):
     record.write_metrics(out(record.METRICS_JSON), out(record.METRICS_CSV), result.metrics)
     write_dataframe_csv(out(record.PER_CLASS_CSV), result.per_class)
     write_npz(out(record.CONFUSION_NPZ), **result.confusion)
-    write_dataframe_csv(out(record.HS_CURVE_CSV), pd.DataFrame({"k": np.arange(1, result.hs.size + 1), "hs": result.hs}))
+    curve = {"k": np.arange(1, result.hs.size + 1), "hs": result.hs, "hs_chance": result.hs_chance}
+    write_dataframe_csv(out(record.HS_CURVE_CSV), pd.DataFrame(curve))
     trees = {"W": record.TREE_W, "proto": record.TREE_PROTO, "true": record.TREE_TRUE, "taxonomy": record.TREE_TAXONOMY}
     for kind, name in trees.items():
         write_text(out(name), result.newick[kind])
@@ -128,12 +133,17 @@ def write_run_files(run, result, last, plots):
     from utils.evaluation import plots as P
 
     distance = str(run.config.get("distance", "euc"))
+    name = run.name + (" (last epoch)" if last else "")
+    names = {"W": "W", "proto": "prototypes"}
     for kind in ("W", "proto") if run.hierarchy.n_classes >= 2 else ():
-        P.plot_trees(out(f"tree_{kind}.png"), result.linkage[kind], result.linkage["true"], run.hierarchy, kind)
-        P.plot_distances(out(f"distances_{kind}.png"), result.distances[kind], run.hierarchy, kind, distance)
+        P.plot_trees(out(f"tree_{kind}.png"), result.linkage[kind], result.linkage["true"], run.hierarchy,
+                     names[kind], distance=distance, run=name)
+        P.plot_distances(out(f"distances_{kind}.png"), result.distances[kind], run.hierarchy, names[kind], distance,
+                         run=name)
     if result.hs.size:
-        P.plot_hs_curve(out("hs_curve.png"), result.hs)
-    P.plot_history(os.path.join(run.path, "training_curves.png"), run.history)
+        P.plot_hs_curve(out("hs_curve.png"), result.hs, result.hs_chance, run=name,
+                        n_test=result.metrics["n_test"], distance=distance)
+    P.plot_history(os.path.join(run.path, "training_curves.png"), run.history, run=run.name)
 
 
 # --------------------------------------------------------------- terminal
@@ -154,17 +164,27 @@ def run_block(run, metrics):
     ]
     cls = ["acc", "top5", "ahc", "ahd5", "hp5", "ece"]
     rep = ["corr_mean", "corr_elem", "corr_perm_p", f"mapr_{metrics.get('headline_level') or 0}", "rf_norm", "rf_taxonomy"]
+    level = metrics.get("headline_level") or 0
     head = "  " + " " * 6 + "".join(n.rjust(9) for n in cls) + "  |" + "".join(n.rjust(12) for n in rep)
     lines.append(head)
     for kind in ("W", "proto"):
         row = "".join(_fmt(metrics.get(f"{n}_{kind}"), 9) for n in cls)
         row += "  |" + "".join(_fmt(metrics.get(f"{n}_{kind}"), 12) for n in rep)
         lines.append(f"  {kind:<6}{row}")
+    lines.append(f"  {'chance':<6}{'':<{len(cls) * 9}}  |" + "".join(
+        _fmt(metrics.get(n), 12) for n in ("corr_mean_chance_W", None, None, f"mapr_chance_{level}",
+                                           "rf_norm_chance_W", "rf_taxonomy_chance_W")))
+    notes = [f"corr_mean_perm_p {_fmt(metrics.get(f'corr_mean_perm_p_{k}'), 0)} ({k})" for k in ("W", "proto")]
+    notes.append(f"corr_mean_chance95 {_fmt(metrics.get('corr_mean_chance95_W'), 0)} (W)")
+    lines.append("  chance (W, classes relabelled at random): " + ", ".join(notes))
     living = [n for n in ("corr_mean_living_W", "corr_elem_living_W", "corr_mean_living_proto", "corr_elem_living_proto") if n in metrics]
     if living:
         lines.append("  living: " + "  ".join(f"{n} {_fmt(metrics[n], 0)}" for n in living))
-    hs = [n for n in metrics if n.startswith("hs@")] + ["ahs250"]
+    hs = [n for n in metrics if n.startswith("hs@") and not n.endswith(NULL_REASON)] + ["ahs250"]
     lines.append("  retrieval: " + "  ".join(f"{n} {_fmt(metrics.get(n), 0)}" for n in hs))
+    chance_hs = [n for n in metrics if n.startswith("hs_chance@")] + ["ahs250_chance"]
+    lines.append("  random embeddings: " + "  ".join(f"{n} {_fmt(metrics.get(n), 0)}" for n in chance_hs))
+    lines += [f"  {n[: -len(NULL_REASON)]} is null: {v}" for n, v in metrics.items() if n.endswith(NULL_REASON)]
     return "\n".join(lines)
 
 
@@ -204,7 +224,7 @@ def main(argv=None):
     if len(rows) > 1:
         folder = summary_folder(run_dirs, args.summary_dir)
         summary = summarise(rows)
-        text = summary_markdown(summary)
+        text = summary_markdown(summary, docs=os.path.relpath(os.path.join(ROOT, "docs", "evaluate.md"), folder))
         try:
             write_dataframe_csv(os.path.join(folder, suffixed(record.SUMMARY_CSV, args.last)), summary)
             write_text(os.path.join(folder, suffixed(record.SUMMARY_MD, args.last)), text + "\n")

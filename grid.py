@@ -19,6 +19,7 @@ import datetime
 import enum
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -284,29 +285,52 @@ def run_local(args, runs):
         if bar.disable:  # not a terminal (a log file): one line per finished run instead of the bar
             print(f"[{len(results)}/{len(runs)}] {run.name}: {status} ({seconds / 60:.1f} min)", flush=True)
 
-    while pending or active:
-        while pending and free:
-            run = pending.pop(0)
-            what = state(run.run_dir)
-            skipped = not_started(run, what)
-            if skipped:
-                finish(run, skipped[0], 0.0, skipped[1])
-                continue
-            slot = free.pop(0)
-            flags, env = slots[slot]
-            active[slot] = (run, *start(run, what, flags, log_path_of(args, run), env), what, time.time())
-        time.sleep(0.2)
-        for slot, (run, proc, log, what, t0) in list(active.items()):
-            rc = proc.poll()
-            if rc is None:
-                continue
-            log.close()
-            del active[slot]
-            free.append(slot)
-            status, detail = outcome(run, rc, what)
-            finish(run, status, time.time() - t0, detail)
+    try:
+        while pending or active:
+            while pending and free:
+                run = pending.pop(0)
+                what = state(run.run_dir)
+                skipped = not_started(run, what)
+                if skipped:
+                    finish(run, skipped[0], 0.0, skipped[1])
+                    continue
+                slot = free.pop(0)
+                flags, env = slots[slot]
+                active[slot] = (run, *start(run, what, flags, log_path_of(args, run), env), what, time.time())
+            time.sleep(0.2)
+            for slot, (run, proc, log, what, t0) in list(active.items()):
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                log.close()
+                del active[slot]
+                free.append(slot)
+                status, detail = outcome(run, rc, what)
+                finish(run, status, time.time() - t0, detail)
+    except KeyboardInterrupt:
+        bar.close()
+        stop_runs([(proc, log) for _, proc, log, _, _ in active.values()])
+        raise
     bar.close()
     return results
+
+
+def stop_runs(processes, grace=10.0):
+    """After Ctrl-C: let the running trainings end (a terminal's Ctrl-C reached them too; each writes one line
+    to its log and keeps its last checkpoint), pass the interrupt on to any still running after ``grace``
+    seconds, then close their logs."""
+    for nudge in (None, signal.SIGINT, signal.SIGTERM):
+        running = [proc for proc, _ in processes if proc.poll() is None]
+        for proc in running if nudge is not None else ():
+            proc.send_signal(nudge)
+        deadline = time.time() + grace
+        while running and time.time() < deadline:
+            running = [proc for proc in running if proc.poll() is None]
+            time.sleep(0.1)
+        if not running:
+            break
+    for _, log in processes:
+        log.close()
 
 
 # ----------------------------------------------------------------------------- submitit (Slurm, local)
@@ -435,7 +459,7 @@ def build_parser():
     return p
 
 
-@exit_on_user_error
+@exit_on_user_error(interrupted="interrupted; the same command resumes")
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args, unknown = build_parser().parse_known_args(argv)
@@ -446,11 +470,8 @@ def main(argv=None):
     if args.print:
         gpu = (args.gpus or "0").split(",")[0]
         flags = ["--device", "cpu"] if gpu == "cpu" else ["--GPU", gpu]
-        try:
-            for run in runs:
-                print(command(run, flags), flush=True)
-        except BrokenPipeError:  # e.g. piped into head
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        for run in runs:  # piped into head: exit_on_user_error ends quietly
+            print(command(run, flags), flush=True)
         return 0
     n_seeds = len({run.seed for run in runs})
     print(f"grid {args.dataset}: {len(runs)} runs ({len(runs) // n_seeds} configurations x {n_seeds} seeds) "

@@ -137,7 +137,9 @@ def test_evaluate_one_perfect_run(tmp_path, capsys):
     assert "synthetic_simple_DR_euc_seed1" in printed and "acc" in printed
     m = _load(run / "metrics.json")
     # every image sits on its representative and the scores are right: no mistakes at all
-    assert m["acc_W"] == 1.0 and m["top5_W"] == 1.0 and m["ahc_W"] == 0.0 and m["hp5_W"] == 1.0
+    assert m["acc_W"] == 1.0 and m["top5_W"] == 1.0 and m["ahc_W"] == 0.0
+    # 6 classes: the hp5 radius (the 6th nearest class) covers every class, so hp5 is 1 for any model: null
+    assert m["hp5_W"] is None and "covers all 6 classes" in m["hp5_null_reason"]
     assert m["acc_level_0_W"] == 1.0 and m["f1_W"] == 1.0
     # softmax-like record without scores_proto: no _proto classification, but prototype representation metrics
     assert "acc_proto" not in m and "ece_proto" not in m and "corr_mean_proto" in m
@@ -318,3 +320,48 @@ def test_tree_plot_of_555_classes_under_a_single_root(tmp_path):
     # the taxonomy's tree keeps each order together: its strip changes colour 6 times
     true_strip, _ = plots.strip_colours(Z_true, h, 1)
     assert int(np.any(np.diff(true_strip, axis=0) != 0, axis=1).sum()) == 6
+
+
+# ------------------------------------------------------------------ chance levels, trivial measures, legends
+def test_chance_levels_and_trivial_measures_in_metrics_and_summary(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (1, 2):  # 6 classes x 9 images: N - 1 = 53 other test images, so hs@50 is near 1 for anything
+        make_run(runs / f"synthetic_simple_DR_euc_seed{seed}", seed=seed, per_class=9, wrong=seed)
+    assert evaluate.main([str(runs), "--no_plots", "--n_perm", "20", "--quiet"]) == 0
+    m = _load(runs / "synthetic_simple_DR_euc_seed1" / "metrics.json")
+    assert m["n_chance"] == 20 and m["n_rf_chance"] == 20  # never more relabellings than --n_perm
+    for name in ("corr_mean_chance_W", "corr_mean_chance95_W", "corr_mean_perm_p_W", "rf_norm_chance_W",
+                 "rf_taxonomy_chance_proto", "mapr_chance_0", "hs_chance@1"):
+        assert m[name] is not None, name
+    # level 0 has groups of 4 and 2 classes (C = 6, N = 5): (4 E[MAP@3 of 5] + 2 E[MAP@1 of 5]) / 6
+    h3, h1 = 1 + 1 / 2 + 1 / 3, 1.0
+    expected = (4 * (h3 + 2 / 4 * (3 - h3)) / 5 + 2 * h1 / 5) / 6
+    assert m["mapr_chance_0"] == pytest.approx(expected)
+    # hs@50: random embeddings are expected to reach 0.95 or more, so it is null, with the reason
+    assert m["hs_chance@50"] >= 0.95 and m["hs@50"] is None and "goes to 1" in m["hs@50_null_reason"]
+    assert m["hs@1"] is not None and m["hs_chance@1"] < m["hs@1"]
+    md = (runs / "summary.md").read_text()
+    table = md.split("### Hierarchical inference (W)")[1].split("###")[0]
+    assert "| corr_mean_W | corr_mean_chance_W |" in table
+    assert "- `corr_mean_W`: Spearman correlation" in table and "higher is better" in table
+    assert "- `corr_mean_chance_W`: corr_mean of the same representatives" in table and "20 relabellings" in table
+    assert f"]({os.path.relpath(os.path.join(ROOT, 'docs', 'evaluate.md'), runs)})" in table
+    retrieval = md.split("### Retrieval")[1]
+    assert "- `hs@50` is null (-) where marked: random embeddings are expected to score" in retrieval
+    classification = md.split("### Classification (W)")[1].split("###")[0]
+    assert "- `hp5_W` is null (-) where marked: the hp5 radius" in classification
+    # every table has one legend line per column
+    for block in md.split("### ")[1:]:
+        header = next(line for line in block.splitlines() if line.startswith("| method"))
+        columns = [c.strip() for c in header.strip("|").split("|")][4:]
+        assert all(f"- `{c}`: " in block for c in columns), block.splitlines()[0]
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    run = make_run(tmp_path / "synthetic_simple_DR_euc_seed1")
+    read, write = os.pipe()
+    os.close(read)  # `evaluate.py ... | head` after head has exited
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), str(run), "--no_plots", "--n_perm", "0"],
+                          stdout=write, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""

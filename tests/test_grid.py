@@ -249,3 +249,23 @@ def test_the_trainer_holds_the_lock_while_it_trains(tmp_path, data_root):
     run_dir = run.train(config, load)
     assert seen == [f"{socket.gethostname()} {os.getpid()}"]
     assert lock.holder(run_dir) is None
+
+
+def test_ctrl_c_prints_one_line_and_leaves_no_traceback_in_the_log(tmp_path, data_root):
+    argv = ["synthetic", "--seeds", "1", "--only", "DR", "--extra", "--epochs 6 --resize 16",
+            "--data_root", data_root, "--gpus", "cpu"]
+    name = "synthetic_simple_DR_euc_rand_r16_ep6_val_seed1"
+    rec = str(tmp_path / "rec")
+    proc = subprocess.Popen([sys.executable, "grid.py", *argv, "--record_dir", rec], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    history = os.path.join(rec, name, record.HISTORY)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (os.path.isfile(history) and len(open(history).readlines()) >= 2):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on a terminal does: the grid and its training process
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "interrupted; the same command resumes" and "Traceback" not in err
+    log = open(os.path.join(rec, "logs", name + ".log")).read()
+    assert "Traceback" not in log and log.strip().splitlines()[-1] == "interrupted"
+    assert grid.state(os.path.join(rec, name)) is grid.State.RESUME

@@ -292,3 +292,26 @@ def test_subprocess_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert f"5 rows but the hierarchy has {HIERARCHY.n_classes} classes" in done.stderr
+
+
+def test_chance_levels_beside_the_measures_of_any_classifier(tmp_path, capsys):
+    learned, _ = inspect_files(tmp_path, tree_vectors(HIERARCHY), HIERARCHY, "tree", "--n_perm", "30")
+    noise, out = inspect_files(tmp_path, random_vectors(64), HIERARCHY, "noise", "--n_perm", "30")
+    for m in (learned, noise):
+        assert m["n_chance"] == 30 and m["n_rf_chance"] == 30 and m["mapr_chance_0"] is not None
+        # the angle ranks like the chord: the relabelling measures are shared, the trees' chance is per distance
+        for name in ("corr_mean_chance", "corr_mean_chance95", "corr_mean_perm_p"):
+            assert m[f"{name}_euc"] == m[f"{name}_arccos"] is not None
+        assert m["rf_norm_chance_euc"] is not None and m["rf_taxonomy_chance_arccos"] is not None
+    # vectors built from the tree beat every relabelling; random ones stay near their chance level
+    assert learned["corr_mean_euc"] > learned["corr_mean_chance95_euc"]
+    assert learned["corr_mean_perm_p_euc"] == pytest.approx(1 / 31)
+    assert learned["rf_taxonomy_euc"] < learned["rf_taxonomy_chance_euc"]
+    assert learned["mapr_0_euc"] > learned["mapr_chance_0"]
+    assert noise["corr_mean_perm_p_euc"] > 0.05
+    # the printed block shows a chance row under each distance
+    assert run_main("--weights", tmp_path / "noise.npy", "--hierarchy", tmp_path / "noise_hierarchy.csv", "--out", out,
+                    "--no_plots", "--n_perm", "30") == 0
+    printed = capsys.readouterr().out.splitlines()
+    rows = [line.split()[0] for line in printed if line.startswith("  ")]
+    assert rows[1:5] == ["euc", "chance", "arccos", "chance"]  # under the header row

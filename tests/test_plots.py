@@ -1,49 +1,14 @@
-"""The figure code (utils/evaluation/plots.py): the chance curve of hs@k, the binned distance matrix, the drawn trees."""
+"""The figure code (utils/evaluation/plots.py): the binned distance matrix, the drawn trees, the labels."""
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import dendrogram, linkage
 from scipy.spatial.distance import pdist
 
-from utils.evaluation import plots
+from utils.evaluation import chance, plots
 from utils.hierarchy import Hierarchy
-from utils.evaluation.retrieval import hs_curve
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-# ------------------------------------------------------------------ hs@k of random embeddings
-def test_hs_chance_curve_by_hand():
-    # labels 0, 0, 1; similarity s = 0.5 between the two classes
-    # class-0 query: the others are one class-0 image (1) and the class-1 image (s): expected sum k (1 + s) / 2,
-    #   ideal 1 (k = 1), 1 + s (k = 2);  class-1 query: two class-0 images, expected k s, ideal k s
-    # hs@1 = (2 * (1 + s) / 2 + 1) / 3 = (2 + s) / 3, hs@2 = 1
-    sim = np.array([[1.0, 0.5], [0.5, 1.0]])
-    np.testing.assert_allclose(plots.hs_chance_curve([0, 0, 1], sim), [2.5 / 3, 1.0])
-
-
-def test_hs_chance_curve_matches_simulated_random_embeddings():
-    h = Hierarchy([f"c{i}" for i in range(5)],
-                  [["A", "a", "c0"], ["A", "a", "c1"], ["A", "b", "c2"], ["B", "c3"], ["B", "c4"]])
-    sim = h.similarities("euc")
-    labels = np.repeat(np.arange(5), [5, 3, 2, 4, 6])
-    expected = plots.hs_chance_curve(labels, sim, k_max=250)
-    assert expected.size == labels.size - 1
-    assert expected[-1] == pytest.approx(1.0)  # k = N - 1: every other image is a neighbour
-    assert expected[0] < expected[-1] - 0.1  # random embeddings do worse at small k
-    rng = np.random.default_rng(0)
-    draws = []
-    for _ in range(400):
-        x = rng.normal(size=(labels.size, 8))
-        draws.append(hs_curve(x / np.linalg.norm(x, axis=1, keepdims=True), labels, sim, workers=1))
-    draws = np.array(draws)
-    error = draws.std(axis=0, ddof=1) / np.sqrt(len(draws))
-    assert np.all(np.abs(draws.mean(axis=0) - expected) <= 4 * error + 1e-12)
-
-
-def test_hs_chance_curve_skips_classes_without_test_images():
-    sim = np.array([[1.0, 0.5, 0.2], [0.5, 1.0, 0.2], [0.2, 0.2, 1.0]])
-    np.testing.assert_allclose(plots.hs_chance_curve([0, 0, 1], sim), plots.hs_chance_curve([0, 0, 1], sim[:2, :2]))
 
 
 # ------------------------------------------------------------------ the distance matrix in bins
@@ -193,7 +158,8 @@ def test_every_figure_is_written(tmp_path):
     plots.plot_distances(tmp_path / "d.png", D, h, "W", "euc", run="run")
     labels = np.repeat(np.arange(h.n_classes), 3)
     sim = h.similarities("euc")
-    plots.plot_hs_curve(tmp_path / "hs.png", plots.hs_chance_curve(labels, sim) * 1.1, plots.hs_chance_curve(labels, sim),
+    plots.plot_hs_curve(tmp_path / "hs.png", chance.hs_chance_curve(labels, sim, 250) * 1.1,
+                        chance.hs_chance_curve(labels, sim, 250),
                         run="run", n_test=labels.size)
     history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], "scale": [10.0, 10.0]})
     assert plots.plot_history(tmp_path / "h.png", history, run="run") is True

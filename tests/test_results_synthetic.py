@@ -130,13 +130,18 @@ def test_compare_prints_runs_side_by_side(tmp_path, capsys):
     for method, corr, p in (("normface", 0.2086, 0.002), ("DR", 0.395, 0.001)):
         folder = tmp_path / f"synthetic_simple_{method}_euc_rand_seed1"
         folder.mkdir()
-        (folder / "config.json").write_text(json.dumps({"method": method, "w_init_cos": 0.85}))
+        (folder / "config.json").write_text(json.dumps({"method": method, "w_init_cos": 0.85, "seed": 1,
+                                                        "rand_backbone": True}))
         (folder / "metrics.json").write_text(json.dumps({"acc_W": 0.9, "corr_mean_W": corr, "corr_perm_p_W": p,
-                                                         "rf_taxonomy_W": None, "ahd5_W": 3.5}))
+                                                         "rf_taxonomy_W": None, "ahd5_W": 3.5,
+                                                         "corr_mean_chance_W": 0.25}))
     (tmp_path / "summary.md").write_text("not a run")
     assert compare.main([str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["ProxyDR", "NormFace"]  # folders in sorted order: DR before normface
+    assert lines[1].split() == ["rand_backbone,", "seed", "1"] * 2  # each run named by its options and seed
+    chance = next(line for line in lines if "relabelled, mean" in line)
+    assert chance.split()[4:6] == ["0.2500", "0.2500"]
     corr = next(line for line in lines if line.startswith("corr_mean_W"))
     assert "0.3950" in corr and corr.index("0.3950") < corr.index("0.2086")
     rf = next(line for line in lines if line.startswith("rf_taxonomy_W"))

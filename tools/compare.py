@@ -4,9 +4,12 @@
     python tools/compare.py record/demo                  every evaluated run in the folder
     python tools/compare.py record/demo/run_a record/demo/run_b
 
-One column per run (headed by its method), one row per measure: test accuracy,
-corr_mean_W and its permutation p-value, rf_taxonomy_W, AHD@5 (ahd5_W), and
-how far W moved from its initialisation (w_init_cos from config.json).
+One column per run, headed by its method and, beneath, its options and seed;
+one row per measure: test accuracy, corr_mean_W beside its chance level (the
+mean and 95th percentile over random relabellings of the classes) and its own
+permutation p-value, corr_perm_p_W, rf_taxonomy_W beside its chance level,
+AHD@5 (ahd5_W), and how far W moved from its initialisation (w_init_cos from
+config.json).
 """
 import argparse
 import os
@@ -16,12 +19,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils import record  # noqa: E402
 from utils.errors import UserError, exit_on_user_error  # noqa: E402
+from utils.options import options_label  # noqa: E402
 
 ROWS = (
     ("acc_W", "test accuracy (W)", "higher is better"),
     ("corr_mean_W", "corr_mean_W: W distances vs tree distances", "higher: W reflect the taxonomy"),
-    ("corr_perm_p_W", "corr_perm_p_W: permutation p-value", "below 0.05: better than chance"),
+    ("corr_mean_chance_W", "  chance: classes relabelled, mean", "what random labels give"),
+    ("corr_mean_chance95_W", "  chance: 95th percentile", "corr_mean_W above it: p < 0.05"),
+    ("corr_mean_perm_p_W", "  corr_mean_perm_p_W: its p-value", "below 0.05: better than chance"),
+    ("corr_perm_p_W", "corr_perm_p_W: p-value of corr_elem_W", "below 0.05: better than chance"),
     ("rf_taxonomy_W", "rf_taxonomy_W: tree of W vs taxonomy", "lower is better (0 = same tree)"),
+    ("rf_taxonomy_chance_W", "  chance: classes relabelled, mean", "what random labels give"),
     ("ahd5_W", "ahd5_W: AHD@5, tree distance of top 5", "lower is better"),
     ("w_init_cos", "w_init_cos: cos(initial W, final W)", "1 = W never moved"),
 )
@@ -40,21 +48,30 @@ def find_runs(paths):
     return runs
 
 
+def heading(config):
+    """The two header lines of a run's column: its method, then its options (utils/options.py) and seed."""
+    method = METHOD_NAMES.get(config.get("method"), str(config.get("method")))
+    options = options_label(config)
+    seed = f"seed {config['seed']}" if config.get("seed") is not None else "seed ?"
+    return method, seed if options == "-" else f"{options}, {seed}"
+
+
 def table(runs):
     """The side-by-side table as text."""
     columns = []
     for run in runs:
         config, metrics = record.load_config(run), record.load_metrics(run)
         values = {**metrics, "w_init_cos": config.get("w_init_cos")}
-        head = METHOD_NAMES.get(config.get("method"), str(config.get("method")))
-        columns.append((head, values))
+        columns.append((heading(config), values))
     width = max(len(label) for _, label, _ in ROWS)
-    lines = [" " * width + "".join(f"{head:>11}" for head, _ in columns)]
+    cell = max([11] + [len(part) + 2 for (head, _) in columns for part in head])
+    lines = [" " * width + "".join(f"{head[0]:>{cell}}" for head, _ in columns),
+             " " * width + "".join(f"{head[1]:>{cell}}" for head, _ in columns)]
     for key, label, note in ROWS:
         cells = []
         for _, values in columns:
             v = values.get(key)
-            cells.append(f"{'-' if v is None else format(v, '.4f'):>11}")
+            cells.append(f"{'-' if v is None else format(v, '.4f'):>{cell}}")
         lines.append(f"{label:<{width}}" + "".join(cells) + f"   ({note})")
     lines.append("runs: " + ", ".join(os.path.basename(os.path.normpath(r)) for r in runs))
     return "\n".join(lines)

@@ -141,12 +141,13 @@ def main(argv=None):
             labels = np.repeat(np.arange(n), 8 if n < 50 else 4)
             emb = x[labels] + 0.12 * rng.normal(size=(labels.size, x.shape[1]))
             emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+            from utils.evaluation.chance import hs_chance_curve
             from utils.evaluation.retrieval import hs_curve
 
             sim = h.similarities("euc")
             start = time.perf_counter()
             plots.plot_hs_curve(os.path.join(args.out, f"example_hs_curve_{n}.png"), hs_curve(emb, labels, sim),
-                                plots.hs_chance_curve(labels, sim), run=run, n_test=labels.size, distance="euc")
+                                hs_chance_curve(labels, sim, 250), run=run, n_test=labels.size, distance="euc")
             timings["hs"] = time.perf_counter() - start
             plots.plot_history(os.path.join(args.out, f"example_training_curves_{n}.png"), history(dynamic=n == 100),
                                run=run)

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 from utils import options, record  # noqa: E402
 from utils.errors import UserError, exit_on_user_error  # noqa: E402
@@ -294,8 +295,9 @@ def learned_enough(part, threshold=0.95):
                                           zip(below.method, below.seed, acc[acc < threshold])) + "."
 
 
-def summary_tables(part):
-    """The evaluate.py summary (mean ± std over seeds) of one dataset's runs, as Markdown."""
+def summary_tables(part, docs="evaluate.md"):
+    """The evaluate.py summary (mean ± std over seeds) of one dataset's runs, as Markdown (``docs``: the link
+    to docs/evaluate.md from the report's folder)."""
     from utils.evaluation.summary import summarise, summary_markdown
 
     rows = []
@@ -307,7 +309,7 @@ def summary_tables(part):
         group = re.sub(r"_seed\d+$", "", r["run"]) + ("/untrained" if r["untrained"] else "")  # never pooled
         rows.append(dict(run=r["run"], group=group, dataset=r["dataset"], backbone=r["config"].get("backbone"),
                          method=r["method"], distance=r["distance"], options=options.options_label(r["config"]), **metrics))
-    text = summary_markdown(summarise(rows))
+    text = summary_markdown(summarise(rows), docs=docs)
     lines = [line for line in text.splitlines() if not line.startswith("# ")]
     return "\n".join("##" + line if line.startswith("#") else line for line in lines).strip()
 
@@ -325,7 +327,7 @@ def _minutes(seconds):
     return "-" if seconds is None else f"{seconds / 60:.1f} min"
 
 
-def dataset_section(dataset, part):
+def dataset_section(dataset, part, docs="evaluate.md"):
     lines = [f"## {dataset}", ""]
     total, span, n_timed = timing(part)
     seeds = sorted(part.seed.dropna().unique())
@@ -357,7 +359,7 @@ def dataset_section(dataset, part):
         diffs = ", ".join(_fmt(float(v), 3) for v in r["diffs"])
         lines.append(f"| {r['option']} | {r['metric']} | {r['n']} | {diffs} | {_fmt(r['mean'])} | {_fmt(r['std'])} "
                      f"| {r['better']}/{r['n']} | {_fmt(r['p_t'], 3)} | {_fmt(r['p_wilcoxon'], 3)} |")
-    lines += ["", summary_tables(part), ""]
+    lines += ["", summary_tables(part, docs), ""]
     return "\n".join(lines), verdicts, (total, span)
 
 
@@ -406,7 +408,7 @@ def tree_figures(part, folder):
         Z_true = trees.agglomerate(run.hierarchy.distances, "wpgma")
         label = {"DR": "ProxyDR", "normface": "NormFace"}[method]
         path = os.path.join(folder, f"trees_{row['dataset']}_{method}_seed{int(seed)}.png")
-        plots.plot_trees(path, Z, Z_true, run.hierarchy, f"{label} W, seed {int(seed)}")
+        plots.plot_trees(path, Z, Z_true, run.hierarchy, f"{label}'s W", distance=str(row["distance"]), run=run.name)
         done.append(path)
     return done
 
@@ -421,7 +423,8 @@ def build_report(frame, figures=None, out_dir=None):
     for (dataset, variant), part in frame.groupby(["dataset", "variant"], sort=True):
         # runs that differ in anything but the grid row, method and seed never share a row
         title = dataset if variants[dataset] == 1 else f"{dataset} ({variant})"
-        text, verdicts, times = dataset_section(title, part)
+        docs = os.path.relpath(os.path.join(ROOT, "docs", "evaluate.md"), out_dir or os.path.join(ROOT, "docs"))
+        text, verdicts, times = dataset_section(title, part, docs)
         sections[title] = (verdicts, times)
         lines += [text, ""]
         if figures:

@@ -19,12 +19,12 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from utils import record
 from utils.errors import UserError
-from utils.evaluation import representation as rep_m
-from utils.evaluation.measures import N_PERM, add_reference_trees, add_representation, reference_trees, wants_living
+from utils.evaluation import chance
+from utils.evaluation.measures import (N_PERM, add_reference_trees, add_representation, chance_counts,
+                                       headline_level, reference_trees, wants_living)
 from utils.evaluation.weights import load_hierarchy, load_weights
 from utils.io import write_json, write_npz, write_text
 
@@ -79,33 +79,20 @@ class Inspection:
     newick: dict = field(default_factory=dict)  # "euc", "arccos", "true", "taxonomy" -> Newick text
 
 
-def _pair_ranks(D):
-    i, j = np.triu_indices(D.shape[0], 1)
-    return stats.rankdata(D[i, j])
-
-
-def _maybe(value):
-    return None if value is None or not np.isfinite(value) else float(value)
-
-
 def inspect(W, hierarchy, *, living=False, n_perm=N_PERM, seed=0):
     """Hierarchical inference of the class vectors ``W`` [C, D] for both distances (pure: arrays in, results out)."""
     W = np.asarray(W)
-    result = Inspection({"n_classes": int(W.shape[0]), "dim": int(W.shape[1])})
+    result = Inspection({"n_classes": int(W.shape[0]), "dim": int(W.shape[1]), **chance_counts(n_perm),
+                         **chance.level_chance(hierarchy)})
     reference = reference_trees(hierarchy)
-    first = None  # (D, corr_perm_p) of the first distance
+    first = None  # (D, measures) of the first distance
     for suffix, distance in DISTANCES:
-        # The permutation test depends on the ranks of the pair distances only; the angle is a monotone
-        # function of the chord, so it is run once and reused when the ranks are indeed the same.
-        reuse = first is not None and n_perm > 0
-        values, D = add_representation(result, suffix, W, hierarchy, distance, living,
-                                       0 if reuse else n_perm, seed, reference)
-        if reuse:
-            same = np.array_equal(_pair_ranks(D), _pair_ranks(first[0]))
-            p = first[1] if same else _maybe(rep_m.corr_perm_p(D, hierarchy.distances, n_perm=n_perm, seed=seed))
-            result.metrics[f"corr_perm_p_{suffix}"] = p
-        first = first or (D, values["corr_perm_p"])
-    add_reference_trees(result, hierarchy)
+        # The permutation tests depend on the ranks of the distances only; the angle is a monotone
+        # function of the chord, so they run once and are reused when the ranks are indeed the same.
+        values, D = add_representation(result, suffix, W, hierarchy, distance, living, n_perm, seed, reference,
+                                       reuse=first)
+        first = first or (D, values)
+    add_reference_trees(result, hierarchy, reference)
     return result
 
 
@@ -122,10 +109,12 @@ def write_results(out, result, hierarchy, source, plots=True):
         return
     from utils.evaluation import plots as P
 
+    name = os.path.basename(str(source.get("weights", "weights"))) + (f" [{source['key']}]" if source.get("key") else "")
     for suffix, distance in DISTANCES:
         P.plot_trees(path(f"tree_{suffix}.png"), result.linkage[suffix], result.linkage["true"], hierarchy,
-                     f"weights, {'chord' if distance == 'euc' else 'angle'}")
-        P.plot_distances(path(f"distances_{suffix}.png"), result.distances[suffix], hierarchy, "weights", distance)
+                     "the class vectors", distance=distance, run=name)
+        P.plot_distances(path(f"distances_{suffix}.png"), result.distances[suffix], hierarchy, "class vectors",
+                         distance, run=name)
 
 
 def default_out(weights):
@@ -141,15 +130,25 @@ def _fmt(value):
 
 
 def summary_block(result, where, hierarchy):
-    """A readable block of the main measures for both distances."""
-    names = ["corr_mean", "corr_elem", "corr_perm_p", "mapr_0", "rf_norm", "rf_taxonomy"]
+    """A readable block of the main measures for both distances, each with its chance level beneath."""
+    level = headline_level(hierarchy)
+    names = ["corr_mean", "corr_elem", "corr_perm_p", f"mapr_{level}", "rf_norm", "rf_taxonomy"]
+    chances = ["corr_mean_chance", None, "corr_mean_perm_p", None, "rf_norm_chance", "rf_taxonomy_chance"]
+    m = result.metrics
     lines = [
-        f"{where}: {result.metrics['n_classes']} classes x {result.metrics['dim']} dimensions; "
+        f"{where}: {m['n_classes']} classes x {m['dim']} dimensions; "
         f"hierarchy {hierarchy.n_classes} classes, {hierarchy.n_levels} levels",
         "  " + " " * 8 + "".join(n.rjust(12) for n in names),
     ]
     for suffix, _ in DISTANCES:
-        lines.append(f"  {suffix:<8}" + "".join(_fmt(result.metrics.get(f"{n}_{suffix}")).rjust(12) for n in names))
+        lines.append(f"  {suffix:<8}" + "".join(_fmt(m.get(f"{n}_{suffix}")).rjust(12) for n in names))
+        cells = [m.get(f"mapr_chance_{level}") if n is None and i == 3 else m.get(f"{n}_{suffix}") if n else None
+                 for i, n in enumerate(chances)]
+        lines.append(f"  {'  chance':<8}" + "".join(_fmt(v).rjust(12) for v in cells))
+    lines.append(f"  chance: the same vectors with the classes relabelled at random ({m.get('n_chance')} relabellings "
+                 f"for corr_mean, {m.get('n_rf_chance')} for the trees; mapr exact); under corr_perm_p: corr_mean's "
+                 "own permutation p-value; 95th percentile of corr_mean: "
+                 + ", ".join(f"{_fmt(m.get(f'corr_mean_chance95_{s}')).strip()} ({s})" for s, _ in DISTANCES))
     return "\n".join(lines)
 
 

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from utils import trees
+from utils.evaluation import chance
 from utils.evaluation import classification as cls_m
 from utils.evaluation import representation as rep_m
 from utils.evaluation import retrieval as ret_m
@@ -30,6 +32,7 @@ class Evaluation:
     newick: dict = field(default_factory=dict)  # file kind ("W", "proto", "true", "taxonomy") -> text
     linkage: dict = field(default_factory=dict)  # "W", "proto", "true" -> WPGMA linkage matrix
     distances: dict = field(default_factory=dict)  # "W", "proto" -> representative distances
+    hs_chance: np.ndarray = field(default_factory=lambda: np.empty(0))  # expected hs@k of random embeddings
 
 
 def headline_level(hierarchy):
@@ -57,28 +60,55 @@ def _maybe(value):
 
 # ------------------------------------------------------------ representations
 def reference_trees(hierarchy):
-    """The splits every representative tree is compared with: WPGMA and UPGMA of ``d_T``, and the taxonomy."""
+    """What every set of representatives is compared with: the splits of the WPGMA and UPGMA trees of ``d_T``
+    and of the taxonomy, the WPGMA linkage of ``d_T`` (``wpgma_linkage``), and the column ranks of ``d_T``
+    for the chance level of ``corr_mean`` (``tree_ranks``, computed on first use)."""
+    wpgma, Z_true = trees.tree_splits(hierarchy.distances, "wpgma")
     return {
-        "wpgma": trees.tree_splits(hierarchy.distances, "wpgma")[0],
+        "wpgma": wpgma,
         "upgma": trees.tree_splits(hierarchy.distances, "upgma")[0],
         "taxonomy": trees.bipartitions(trees.taxonomy_clusters(hierarchy)),
+        "wpgma_linkage": Z_true,
+        "tree_ranks": None,
     }
 
 
-def add_reference_trees(result, hierarchy):
+def add_reference_trees(result, hierarchy, reference=None):
     """The WPGMA tree of ``d_T`` (linkage and Newick) and the taxonomy's own Newick, into ``result``."""
-    result.linkage["true"] = trees.agglomerate(hierarchy.distances, "wpgma")
+    Z_true = None if reference is None else reference.get("wpgma_linkage")
+    result.linkage["true"] = trees.agglomerate(hierarchy.distances, "wpgma") if Z_true is None else Z_true
     result.newick["true"] = trees.linkage_newick(result.linkage["true"], hierarchy.names)
     result.newick["taxonomy"] = trees.taxonomy_newick(hierarchy)
 
 
-def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PERM, seed=0, reference=None):
+#: The measures that depend on the ranks of the representative distances only (the same for chord and angle).
+RANK_ONLY = ("corr_perm_p", "corr_mean_chance", "corr_mean_chance95", "corr_mean_perm_p")
+
+
+def _pair_ranks(D):
+    i, j = np.triu_indices(D.shape[0], 1)
+    return stats.rankdata(D[i, j])
+
+
+def chance_counts(n_perm):
+    """The relabellings behind the chance levels: ``n_chance`` (corr_mean) and ``n_rf_chance`` (rf), at most
+    :data:`utils.evaluation.chance.N_CHANCE` / ``N_RF_CHANCE`` and never more than ``n_perm`` (0: none)."""
+    return {"n_chance": min(int(n_perm), chance.N_CHANCE), "n_rf_chance": min(int(n_perm), chance.N_RF_CHANCE)}
+
+
+def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PERM, seed=0, reference=None,
+                           reuse=None):
     """Hierarchical inference of one set of representatives (names without the _W/_proto suffix).
 
     ``reference``: :func:`reference_trees` of the hierarchy (computed here when
-    not given).  Also returns the distance matrix and the WPGMA linkage.
+    not given).  With ``n_perm`` > 0 the chance levels too (:mod:`utils.evaluation.chance`,
+    :func:`chance_counts`).  ``reuse``: ``(D, measures)`` of the same vectors
+    under another distance; where the pair distances rank the same, the
+    :data:`RANK_ONLY` measures are taken from it instead of permuting again.
+    Also returns the distance matrix and the WPGMA linkage.
     """
     reference = reference_trees(hierarchy) if reference is None else reference
+    counts = chance_counts(n_perm)
     D = rep_m.representative_distances(reps, distance)
     D_T = hierarchy.distances
     out = {}
@@ -89,7 +119,13 @@ def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PER
         sub_D, sub_T = D[np.ix_(keep, keep)], D_T[np.ix_(keep, keep)]
         out["corr_mean_living"], out["corr_mean_p_living"] = rep_m.corr_mean(sub_D, sub_T)
         out["corr_elem_living"], out["corr_elem_p_living"] = rep_m.corr_elem(sub_D, sub_T)
-    out["corr_perm_p"] = rep_m.corr_perm_p(D, D_T, n_perm=n_perm, seed=seed) if n_perm else None
+    if reuse is not None and n_perm and np.array_equal(_pair_ranks(D), _pair_ranks(reuse[0])):
+        out.update({name: reuse[1][name] for name in RANK_ONLY})
+    else:
+        out["corr_perm_p"] = rep_m.corr_perm_p(D, D_T, n_perm=n_perm, seed=seed) if n_perm else None
+        if counts["n_chance"] and reference.get("tree_ranks") is None:
+            reference["tree_ranks"] = chance.column_ranks(D_T)
+        out.update(chance.corr_mean_chance(D, reference.get("tree_ranks"), counts["n_chance"], seed))
     for level in range(hierarchy.n_levels):
         p1, rp, mapr = rep_m.level_retrieval(D, hierarchy.level_groups(level))
         out[f"p1_{level}"], out[f"rp_{level}"], out[f"mapr_{level}"] = p1, rp, mapr
@@ -98,14 +134,15 @@ def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PER
     out["rf"], out["rf_max"], out["rf_norm"] = trees.robinson_foulds(splits, reference["wpgma"])
     out["rf_upgma"] = trees.robinson_foulds(trees.tree_splits(D, "upgma")[0], reference["upgma"])[2]
     out["rf_taxonomy"] = trees.robinson_foulds(splits, reference["taxonomy"])[2]
+    out.update(chance.rf_chance(Z, reference["wpgma_linkage"], hierarchy, counts["n_rf_chance"], seed))
     return {k: _maybe(v) if not isinstance(v, int) else v for k, v in out.items()}, D, Z
 
 
-def add_representation(result, suffix, reps, hierarchy, distance, living, n_perm, seed, reference):
+def add_representation(result, suffix, reps, hierarchy, distance, living, n_perm, seed, reference, reuse=None):
     """:func:`representation_metrics` of ``reps`` into ``result`` (an :class:`Evaluation` or an inspection):
     the measures as ``<name>_<suffix>``, and the distances, WPGMA linkage and Newick tree under ``suffix``.
     Returns (the measures without the suffix, the distance matrix)."""
-    values, D, Z = representation_metrics(reps, hierarchy, distance, living, n_perm, seed, reference)
+    values, D, Z = representation_metrics(reps, hierarchy, distance, living, n_perm, seed, reference, reuse)
     result.metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
     result.distances[suffix] = D
     result.linkage[suffix] = Z
@@ -166,13 +203,25 @@ def classification_metrics(scores, labels, hierarchy):
 
 
 # ------------------------------------------------------------ everything
+def mark_trivial(metrics, reasons):
+    """Null every measure named in ``reasons`` (a base name: ``hp5`` nulls ``hp5_W`` and ``hp5_proto``) that
+    has a reason, and record the reason as ``<name>_null_reason`` (docs/evaluate.md, "Trivial measures")."""
+    for name, reason in reasons.items():
+        if reason is None:
+            continue
+        for key in [k for k in metrics if k == name or k in (f"{name}_W", f"{name}_proto")]:
+            metrics[key] = None
+        metrics[f"{name}{chance.NULL_REASON}"] = reason
+
+
 def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_bytes=16 << 20, workers=None):
     """All measures of one run from its config, hierarchy and outputs arrays."""
     distance = str(config.get("distance", "euc"))
     beta = float(config.get("beta", 1.0) if config.get("beta") is not None else 1.0)
     labels = outputs["labels"]
     living = wants_living(config.get("dataset"), hierarchy)
-    metrics = {"n_test": int(labels.size), "n_classes": hierarchy.n_classes, "headline_level": headline_level(hierarchy)}
+    metrics = {"n_test": int(labels.size), "n_classes": hierarchy.n_classes, "headline_level": headline_level(hierarchy),
+               **chance_counts(n_perm), **chance.level_chance(hierarchy)}
 
     frames, confusion = [], {}
     score_sets = [("W", "scores"), ("proto", "scores_proto")]
@@ -183,19 +232,25 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
         metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
         frames.append(table.assign(scores=suffix))
         confusion.update({f"{suffix}_{k}": v for k, v in cms.items()})
+    trivial = {f"hp{TOP_K}": chance.hp_trivial(labels, hierarchy.distances, TOP_K)}
 
     result = Evaluation(metrics, None, confusion, None)
     reference = reference_trees(hierarchy)
     for suffix, key in [("W", "representatives"), ("proto", "prototypes")]:
         add_representation(result, suffix, outputs[key], hierarchy, distance, living, n_perm, seed, reference)
-    add_reference_trees(result, hierarchy)
+    add_reference_trees(result, hierarchy, reference)
 
     sim = hierarchy.similarities(distance, beta)
     curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
+    result.hs, result.hs_chance = curve, chance.hs_chance_curve(labels, sim, ret_m.HS_K_MAX)
     for k in ret_m.HS_REPORTED:
         metrics[f"hs@{k}"] = _maybe(curve[k - 1]) if k <= curve.size else None
+        metrics[f"hs_chance@{k}"] = _maybe(result.hs_chance[k - 1]) if k <= curve.size else None
+        trivial[f"hs@{k}"] = chance.hs_trivial(metrics[f"hs_chance@{k}"], k, labels.size)
     metrics["ahs250"] = _maybe(ret_m.ahs(curve))
-    result.hs = curve
+    metrics["ahs250_chance"] = _maybe(ret_m.ahs(result.hs_chance))
+    trivial["ahs250"] = chance.hs_trivial(metrics["ahs250_chance"], None, labels.size)
+    mark_trivial(metrics, trivial)
 
     columns = ["scores", "level", "group", "name", "support", "predicted", "correct", "precision", "recall", "f1"]
     result.per_class = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)

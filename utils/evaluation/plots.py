@@ -21,7 +21,7 @@ classes and is written in seconds:
   missing columns and empty values), the scale panel only where the scale
   changes;
 * :func:`plot_hs_curve` - ``hs@k`` beside the curve of random embeddings
-  (:func:`hs_chance_curve`), its end point explained.
+  (:func:`utils.evaluation.chance.hs_chance_curve`), its end point explained.
 """
 import matplotlib
 
@@ -34,7 +34,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy.cluster.hierarchy import leaves_list  # noqa: E402
 
 from utils.io import atomic_path  # noqa: E402
-from utils.evaluation.retrieval import HS_K_MAX, ahs, ideal_similarity_sums  # noqa: E402
+from utils.evaluation.retrieval import HS_K_MAX, ahs  # noqa: E402
 from utils.trees import first_level_with_groups  # noqa: E402
 
 DPI = 110
@@ -544,33 +544,10 @@ def plot_history(path, history, run=None):
 
 
 # ------------------------------------------------------------------ hs@k
-def hs_chance_curve(labels, sim, k_max=HS_K_MAX):
-    """Expected ``hs@k`` of random embeddings, k = 1 .. min(k_max, N - 1), from the class counts alone (exact).
-
-    With embeddings that carry no information (independent and identically
-    distributed), a query's k nearest neighbours are a uniformly random
-    k-subset of the other N - 1 test images, so the expected sum of their
-    class similarities is ``k S_y / (N - 1)``, where ``S_y = sum_c n_c
-    sim[y, c] - sim[y, y]`` sums over the other images.  The ideal sum
-    (:func:`utils.evaluation.retrieval.ideal_similarity_sums`) does not depend on
-    the embedding, so the expected ratio is exact; averaged over queries.
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    sim = np.asarray(sim, dtype=np.float64)
-    n = labels.size
-    k = min(int(k_max), n - 1)
-    if k < 1:
-        return np.empty(0)
-    counts = np.bincount(labels, minlength=sim.shape[0]).astype(np.float64)
-    present = np.flatnonzero(counts)
-    ideal = ideal_similarity_sums(labels, sim, k)[present]
-    others = sim[present] @ counts - sim[present, present]
-    expected = np.arange(1, k + 1)[None, :] * (others / (n - 1))[:, None]
-    return (counts[present, None] * expected / ideal).sum(axis=0) / n
-
-
 def plot_hs_curve(path, curve, chance=None, run=None, n_test=None, distance=None):
-    """``hs@k`` against k, beside the expected curve of random embeddings (``chance``, :func:`hs_chance_curve`).
+    """``hs@k`` against k, beside the expected curve of random embeddings.
+
+    ``chance``: :func:`utils.evaluation.chance.hs_chance_curve` of the test labels.
 
     ``n_test`` (the number of test images) explains the end point: a curve
     that reaches k = N - 1 ends at 1 for any embedding (every other image is

@@ -81,9 +81,18 @@ def corr_mean(D, D_T):
     if not ok.any():
         return None, None
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_r = np.tanh(np.mean(np.arctanh(r[ok])))
         mean_p = ok.sum() / np.sum(1.0 / p[ok])
-    return _none_if_nan(mean_r), _none_if_nan(mean_p)
+    return _none_if_nan(fisher_mean(r)), _none_if_nan(mean_p)
+
+
+def fisher_mean(r):
+    """``tanh(mean(arctanh(r_i)))`` over the defined (non-NaN) ``r_i``, each clipped to [-1, 1]; NaN if none."""
+    r = np.clip(np.asarray(r, dtype=np.float64), -1.0, 1.0)
+    r = r[~np.isnan(r)]
+    if not r.size:
+        return np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.tanh(np.mean(np.arctanh(r))))
 
 
 def _upper(matrix):
