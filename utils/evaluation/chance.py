@@ -113,10 +113,14 @@ def corr_mean_null(D, tree_ranks, perms, chunk_entries=CHUNK_ENTRIES):
     step = max(1, int(chunk_entries) // max(C, 1))
     out = np.empty(len(perms))
     r = np.empty(C, dtype=np.float64)
+    picked, rows = np.empty((step, C), dtype=np.float32), np.empty((step, C), dtype=np.float32)  # reused buffers
     for n, p in enumerate(np.asarray(perms)):
         for start in range(0, C, step):
-            rows = B.take(p[start : start + step], axis=0).take(p, axis=1)  # B[p_i, p_k] for i in the chunk
-            r[start : start + step] = np.einsum("ik,ik->i", A[start : start + step], rows)
+            stop = min(C, start + step)
+            m = stop - start
+            B.take(p[start:stop], axis=0, out=picked[:m])
+            picked[:m].take(p, axis=1, out=rows[:m])  # B[p_i, p_k] for the classes i of the chunk
+            r[start:stop] = np.einsum("ik,ik->i", A[start:stop], rows[:m])
         out[n] = fisher_mean(np.where(defined_a & defined_b[p], r, np.nan))
     return out
 
