@@ -103,8 +103,9 @@ def test_same_seed_same_record_and_resume_equals_uninterrupted(data_root, tmp_pa
         return real_train_epoch(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_epoch", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stopped:  # Ctrl-C: one line, exit status 130 (utils/errors.py)
         run(data_root, tmp_path / "c", *flags, epochs=2)
+    assert stopped.value.code == 130
     monkeypatch.setattr(trainer, "train_epoch", real_train_epoch)
     c = run(data_root, tmp_path / "c", *flags, "--resume", epochs=2)
     ref = load_npz(os.path.join(a, record.OUTPUTS_TEST))
