@@ -24,7 +24,7 @@ def mds_distances(V, distance):
     not zero (2.0e-3 chord, 2.4e-3 angle for unit rows).  ``euc``: the chord
     ``sqrt(2 - 2 cos + 1e-12)`` (``2 - 2 cos`` clipped at 0 first, so a float
     rounding above 1 cannot make it NaN); ``arccos``: the angle of
-    :func:`losses.distances.angle_from_cos`.
+    :func:`utils.angle.angle_from_cos`.
     """
     U = V / (torch.linalg.norm(V, dim=1, keepdim=True) + MDS_NORM_EPS)
     cos = U @ U.T

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from utils.metrics import classification as cm
+from utils.evaluation import classification as cm
 
 # Six classes.  Class 2 has no test image but is predicted once; class 3 has two
 # test images and is never predicted; class 4 is neither present nor predicted;

@@ -7,11 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from losses.corr import corr_loss
-from losses.distances import ANGLE_SHRINK, angle_from_cos, chord_from_cos, cosine
+from losses.distances import chord_from_cos, cosine
 from losses.ema import ema_update
 from losses.head import ClassHead
 from losses.scale import dynamic_scale_objective, initial_scale, scale_residual
 from losses.scores import LOG_EPS, scores
+from utils.angle import ANGLE_SHRINK, angle_from_cos
 
 # One embedding at 0, 60 and 90 degrees from three unit representatives.
 F1 = torch.tensor([[2.0, 0.0]])
