@@ -10,6 +10,7 @@ from datasets import registry
 from tests import fakes
 from utils import record
 from utils.errors import UserError
+from utils.training.config import RunConfig
 
 
 def load_toy(config):
@@ -30,13 +31,15 @@ def toy(monkeypatch):
 
 def test_a_registered_dataset_trains_is_in_the_grid_and_evaluates(toy, tmp_path, capsys):
     data_root, rec = str(tmp_path / "data"), str(tmp_path / "rec")
-    run_dir = train.main(["--dataset", "toy", "--method", "DR", "--use_val", "--data_root", data_root,
-                          "--record_dir", rec])
+    argv = ["--dataset", "toy", "--method", "DR", "--use_val", "--data_root", data_root, "--record_dir", rec]
+    run_dir = train.main(argv)
     assert os.path.basename(run_dir) == "toy_simple_DR_euc_rand_val_seed1"  # the entry's defaults add no tag
     capsys.readouterr()  # the training log
     config = record.load_config(run_dir)
     assert (config["epochs"], config["resize"], config["lr"], config["num_workers"]) == (1, 16, 1e-3, 0)
     assert config["n_classes"] == len(fakes.FAKE_PLANKTON_CLASSES)
+    # config.json reads back as the configuration the run was given
+    assert RunConfig.from_json(os.path.join(run_dir, record.CONFIG)) == train.parse_config(argv)
 
     assert grid.main(["toy", "--print", "--seeds", "1", "--only", "DR,DR_mds_corr"]) == 0
     assert capsys.readouterr().out.splitlines() == [

@@ -51,7 +51,7 @@ def train(config: RunConfig, load) -> str:
                     n_val=None if data.val is None else len(data.val), n_test=len(data.test),
                     in_channels=data.in_channels, image_size=data.image_size, initial_scale=parts.head.initial_scale,
                     final_scale=None, mds_stress_initial=parts.mds_stress[0], mds_stress_final=parts.mds_stress[1],
-                    best_epoch=None, device=str(device), versions=ck.versions(), start_time=start, end_time=None)
+                    best_epoch=None, device_used=str(device), versions=ck.versions(), start_time=start, end_time=None)
         data.hierarchy.to_csv(os.path.join(run_dir, record.HIERARCHY))
         write_dataframe_csv(os.path.join(run_dir, record.SPLIT), data.split_table())
         first_epoch, best_epoch, best_val, history = 1, 0, -math.inf, []
