@@ -47,6 +47,7 @@ class DatasetEntry:
     rand_backbone: bool = False  # always random weights (the small CNN has no pretrained ones)
     grid_flags: str = ""  # the paper's flags for this dataset in grid.py (besides the configuration's)
     living: bool = False  # report correlations on the living subset too (the plankton sets)
+    small_needs_val: bool = False  # --small without --use_val is refused (CIFAR-100: the paper's code ignores it)
     summary: str = ""  # one line for --help
 
     def lr_for(self, backbone: str) -> float:
@@ -116,7 +117,7 @@ for _entry in (
     DatasetEntry("synthetic_bench", **_SYNTHETIC, resize=24, summary="the benchmark preset (40 classes)"),
     DatasetEntry("synthetic_bench_hard", **_SYNTHETIC, resize=24, summary="the benchmark preset, harder"),
     DatasetEntry("cifar100", script="train_cifar100.py", load=load_cifar100, backbone="resnet50", epochs=100,
-                 resize=None, num_workers=2, grid_flags="--use_val --aug",
+                 resize=None, num_workers=2, grid_flags="--use_val --aug", small_needs_val=True,
                  summary="CIFAR-100, <data_root>/cifar-100-python/"),
     DatasetEntry("nabirds", script="train_nabirds.py", load=load_nabirds, backbone="resnet50", epochs=100,
                  resize=128, grid_flags="--use_val --aug --resize 128", summary="NABirds, <data_root>/nabirds/"),

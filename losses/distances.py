@@ -2,16 +2,17 @@
 
 With ``f^ = f/|f|`` and ``w^ = w/|w|``:  ``cos = f^ . w^``,
 ``d_euc = sqrt(2 - 2 cos)`` (the chord between unit vectors) and
-``theta = arccos(clip(cos))`` (the angle).  The clips keep every value and every
+``theta = arccos(0.999999 clip(cos, -1, 1))`` (the angle, in the paper's form:
+:func:`utils.angle.angle_from_cos`).  The clips keep every value and every
 gradient finite, so no NaN can come out of a score.
 """
 import torch
 import torch.nn.functional as F
 
+from utils.angle import angle_from_cos
+
 # Smallest squared chord kept before the square root (its gradient is finite there).
 CHORD_SQ_MIN = 1e-12
-# arccos is evaluated on [-1 + ARCCOS_CLIP, 1 - ARCCOS_CLIP] (float32-safe).
-ARCCOS_CLIP = 1e-6
 
 
 def normalize(x, dim=-1):
@@ -28,11 +29,6 @@ def chord_from_cos(cos):
     return torch.sqrt(torch.clamp(2.0 - 2.0 * cos, min=CHORD_SQ_MIN))
 
 
-def angle_from_cos(cos):
-    """``theta = arccos(cos)``, clipped so the gradient stays finite."""
-    return torch.arccos(torch.clamp(cos, -1.0 + ARCCOS_CLIP, 1.0 - ARCCOS_CLIP))
-
-
 def distance_from_cos(cos, distance):
     """The run's distance (``euc``: chord, ``arccos``: angle) from cosines."""
     if distance == "euc":
@@ -40,10 +36,3 @@ def distance_from_cos(cos, distance):
     if distance == "arccos":
         return angle_from_cos(cos)
     raise ValueError(f"distance must be 'euc' or 'arccos', got {distance!r}")
-
-
-def pairwise_distances(V, distance):
-    """Distances between the L2-normalised rows of ``V``; the diagonal is exactly 0."""
-    cos = cosine(V, V)
-    d = distance_from_cos(cos, distance)
-    return d * (1.0 - torch.eye(len(V), dtype=d.dtype, device=d.device))

@@ -22,6 +22,7 @@ from losses.distances import cosine, normalize
 from losses.ema import ema_update
 from losses.scale import FIXED_SCALE, SCALE_UPDATES, b_scale, dynamic_scale_objective, solve_initial_scale
 from losses.scores import scores
+from utils.options import SCALE_UPDATE_DEFAULT
 
 
 class ClassHead(nn.Module):
@@ -33,7 +34,7 @@ class ClassHead(nn.Module):
         method="DR",
         distance="euc",
         dynamic=False,
-        scale_update="equations",
+        scale_update=SCALE_UPDATE_DEFAULT,
         ema=False,
         alpha=0.01,
         corr=False,

@@ -3,17 +3,39 @@
 Fit ``C`` unit vectors whose pairwise distances (chord for ``euc``, angle for
 ``arccos``) match ``T(d_T)``, by minimising the normalised stress
 ``|T(D_T) - D_W|_F / |T(D_T)|_F`` with Adam (lr 1e-3, 1000 full-batch steps)
-from normalised Gaussian vectors.  The result is frozen during training; this is
-the only option that uses the hierarchy in training.
+from normalised Gaussian vectors.  ``D_W`` is taken in the paper's form
+(:func:`mds_distances`): every one of the ``C x C`` entries counts, the diagonal
+included.  The result is frozen during training; this is the only option that
+uses the hierarchy in training.
 """
 import torch
 
-from losses.distances import normalize, pairwise_distances
+from losses.distances import CHORD_SQ_MIN, distance_from_cos, normalize
+
+# The paper's MDS normalises each row as V / (|V| + MDS_NORM_EPS).
+MDS_NORM_EPS = 1e-6
+
+
+def mds_distances(V, distance):
+    """``D_W``: distances between the rows of ``V`` in the paper's MDS form, all ``C x C`` entries.
+
+    Rows are normalised as ``V / (|V| + 1e-6)``, so a row's cosine with itself
+    is ``(|v| / (|v| + 1e-6))^2`` (just below 1) and the diagonal is small but
+    not zero (2.0e-3 chord, 2.4e-3 angle for unit rows).  ``euc``: the chord
+    ``sqrt(2 - 2 cos + 1e-12)`` (``2 - 2 cos`` clipped at 0 first, so a float
+    rounding above 1 cannot make it NaN); ``arccos``: the angle of
+    :func:`utils.angle.angle_from_cos`.
+    """
+    U = V / (torch.linalg.norm(V, dim=1, keepdim=True) + MDS_NORM_EPS)
+    cos = U @ U.T
+    if distance == "euc":
+        return torch.sqrt(torch.clamp(2.0 - 2.0 * cos, min=0.0) + CHORD_SQ_MIN)
+    return distance_from_cos(cos, distance)
 
 
 def stress(target, W, distance):
-    """Normalised stress between target distances and the distances of ``W``'s rows."""
-    return torch.linalg.norm(target - pairwise_distances(W, distance)) / torch.linalg.norm(target)
+    """Normalised stress ``|T - D_W|_F / |T|_F`` over all entries (``D_W``: :func:`mds_distances`)."""
+    return torch.linalg.norm(target - mds_distances(W, distance)) / torch.linalg.norm(target)
 
 
 def fit_mds(target, dim=128, distance="euc", steps=1000, lr=1e-3, generator=None):

@@ -20,8 +20,12 @@ and all ``C - 1`` other representatives orthogonal (``B = (C-1) exp(z_orth)``).
 After every optimiser step, one Adam step on ``log s`` minimises ``R(s)^2``
 with ``B`` and ``theta_m`` detached; the main loss only sees a detached ``s``.
 
-``--scale_update paper_code`` reproduces the paper's code, which differs from
-the equations above in two places (docs/differences.md):
+``--scale_update paper_code``, the training scripts' default
+(:data:`utils.options.SCALE_UPDATE_DEFAULT`: it produced the paper's numbers),
+reproduces the paper's code, which differs from the equations above in two
+places (docs/differences.md); ``--scale_update equations`` follows the
+equations.  The functions below compute the equations unless they are passed
+``scale_update="paper_code"``.
 
 * DR-euc: ``B`` sums ``d^(-2 sqrt(s))`` (the squared chord raised to
   ``sqrt(s)``) instead of ``d^-s``; the residual keeps ``d_m^s``.  In scores,
@@ -36,6 +40,8 @@ import math
 import numpy as np
 import torch
 from scipy.optimize import brentq
+
+from utils.angle import angle_from_cos
 
 FIXED_SCALE = 10.0
 SCALE_UPDATES = ("equations", "paper_code")
@@ -87,7 +93,7 @@ def solve_initial_scale(method, distance, n_classes, scale_update="equations"):
     """Solve ``R(s) = 0`` for a target at pi/4 and C - 1 orthogonal others.
 
     With the default ``scale_update="equations"`` this is the initial scale
-    (SPEC equations, used in both modes).  With ``"paper_code"`` it is where the
+    (the paper's initial equation above, used in both modes).  With ``"paper_code"`` it is where the
     paper code's per-step update settles for that configuration (its
     equilibrium), e.g. 9.8238 instead of 7.8989 for DR-euc at C = 100.
 
@@ -119,9 +125,11 @@ def solve_initial_scale(method, distance, n_classes, scale_update="equations"):
 
 
 def median_target_angle(cos_target):
-    """``theta_m = min(pi/4, median target angle)``, the lower middle value for an even batch."""
-    theta = torch.arccos(torch.clamp(cos_target.double(), -1.0, 1.0))
-    return torch.clamp(torch.median(theta), min=1e-6, max=math.pi / 4)
+    """``theta_m = min(pi/4, median target angle)``, the lower middle value for an even batch.
+
+    The angle is the paper's (:func:`utils.angle.angle_from_cos`, in float64), at least 1.4e-3.
+    """
+    return torch.clamp(torch.median(angle_from_cos(cos_target.double())), max=math.pi / 4)
 
 
 def dynamic_scale_objective(log_s, z_nontarget_free, cos_target, prior_target, method, distance,

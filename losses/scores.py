@@ -17,7 +17,8 @@ distance ratios.  ``LOG_EPS`` inside the log keeps it finite at distance 0.
 """
 import torch
 
-from losses.distances import angle_from_cos, cosine, distance_from_cos
+from losses.distances import cosine, distance_from_cos
+from utils.angle import angle_from_cos
 
 LOG_EPS = 1e-6
 METHODS = ("softmax", "normface", "DR")

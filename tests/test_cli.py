@@ -24,6 +24,7 @@ from models import backbones
 from utils import record
 from utils.errors import UserError
 from utils.options import options_label
+from utils.training.config import RunConfig
 
 
 # ------------------------------------------------------------------ learning rates
@@ -74,14 +75,15 @@ def test_help_shows_the_per_backbone_learning_rate(capsys):
         (train, ["--dataset", "MicroS", "--lr", "0.001", "--epochs", "15", "--batch_size", "64"], "lr1e-3_bs64_ep15"),
         (train, ["--dataset", "MicroS", "--lr", "2.5e-4"], "lr2.5e-4"),
         (train, ["--dataset", "MicroS", "--epochs", "50", "--batch_size", "32", "--lr", "1e-4"], ""),
-        (train, ["--dataset", "MicroS", "--dynamic", "--scale_update", "paper_code", "--use_val"], "dnm_sucode_val"),
-        (train, ["--dataset", "MicroS", "--dynamic", "--scale_update", "equations"], "dnm"),
+        (train, ["--dataset", "MicroS", "--dynamic", "--scale_update", "equations", "--use_val"], "dnm_sueq_val"),
+        (train, ["--dataset", "MicroS", "--dynamic", "--scale_update", "paper_code"], "dnm"),
+        (train, ["--dataset", "MicroS", "--dynamic"], "dnm"),
         (train, ["--dataset", "MesoZ", "--gray"], ""),
         (train, ["--dataset", "MicroS", "--gray", "--size_inform"], "size_gray"),
         (train, ["--dataset", "MicroS", "--num_workers", "3", "--GPU", "0", "--device", "cpu", "--test_each_epoch",
                  "--record_dir", "elsewhere", "--data_root", "there", "--overwrite"], ""),
         (train_cifar100, ["--backbone", "resnet50", "--lr", "1e-4", "--epochs", "100"], ""),
-        (train_cifar100, ["--lr", "1e-5", "--small", "--epochs", "0"], "small_lr1e-5_ep0"),
+        (train_cifar100, ["--lr", "1e-5", "--small", "--use_val", "--epochs", "0"], "small_lr1e-5_ep0_val"),
         (train_nabirds, ["--batch_size", "16", "--resize", "64"], "r64_bs16"),
     ],
 )
@@ -96,9 +98,10 @@ def test_run_name_tags_every_result_changing_flag_off_its_default(module, argv, 
 def test_options_label_follows_the_same_defaults():
     config = (parsed(train, ["--dataset", "MicroS", "--backbone", "resnet50"]).as_dict())
     assert options_label(config) == "-"
-    config = (parsed(train, ["--dataset", "MicroS", "--dynamic", "--scale_update", "paper_code", "--lr", "1e-3",
+    config = (parsed(train, ["--dataset", "MicroS", "--dynamic", "--scale_update", "equations", "--lr", "1e-3",
                                  "--epochs", "15", "--batch_size", "64", "--num_workers", "0", "--use_val"]).as_dict())
-    assert options_label(config) == "dynamic+scale_update=paper_code+lr=1e-3+batch_size=64+epochs=15+use_val"
+    assert options_label(config) == "dynamic+scale_update=equations+lr=1e-3+batch_size=64+epochs=15+use_val"
+    assert options_label(parsed(train, ["--dataset", "MicroS", "--dynamic"]).as_dict()) == "dynamic"
     # a record written before the defaults were recorded: lr compared with 1e-4, epochs not at all
     assert options_label({"lr": 1e-4, "epochs": 7, "batch_size": 32}) == "-"
     assert options_label({"lr": 1e-3, "epochs": 0}) == "lr=1e-3+untrained"
@@ -106,7 +109,63 @@ def test_options_label_follows_the_same_defaults():
 
 def test_scale_update_without_dynamic_is_refused():
     with pytest.raises(UserError, match="--dynamic"):
-        parsed(train, ["--dataset", "MicroS", "--scale_update", "paper_code"])
+        parsed(train, ["--dataset", "MicroS", "--scale_update", "equations"])
+
+
+def test_cifar100_small_needs_use_val():
+    with pytest.raises(UserError, match="--small needs --use_val on cifar100"):
+        parsed(train_cifar100, ["--small"])
+    assert parsed(train_cifar100, ["--small", "--use_val"]).small
+
+
+def test_a_record_written_while_equations_was_the_default_reads_back(tmp_path):
+    new = parsed(train, ["--dataset", "MicroS", "--dynamic", "--scale_update", "equations"])
+    assert new.run_name == "MicroS_inception_DR_euc_dnm_sueq_seed1"
+    old = {k: v for k, v in new.as_dict().items() if k != "scale_update_default"}  # no default recorded then
+    (tmp_path / "dnm.json").write_text(json.dumps(old))
+    back = RunConfig.from_json(str(tmp_path / "dnm.json"))
+    assert (back.scale_update, back.scale_update_default) == ("equations", "equations")
+    assert back.run_name == "MicroS_inception_DR_euc_dnm_seed1"  # the name its folder was given then
+    assert options_label(back.as_dict()) == "dynamic+scale_update=equations"  # and today's label
+    # a fixed-scale record of then (scale_update equations without --dynamic) is not refused
+    (tmp_path / "fixed.json").write_text(json.dumps(dict(old, dynamic=False)))
+    assert RunConfig.from_json(str(tmp_path / "fixed.json")).run_name == "MicroS_inception_DR_euc_seed1"
+    # a record older than the flag ran the equations
+    (tmp_path / "older.json").write_text(json.dumps({k: v for k, v in old.items() if k != "scale_update"}))
+    assert RunConfig.from_json(str(tmp_path / "older.json")).scale_update == "equations"
+
+
+def _orthogonal_head(C, scale_update=None):
+    """DR-euc with C unit representatives and one sample at pi/4 from the first, orthogonal to the others."""
+    kwargs = {} if scale_update is None else {"scale_update": scale_update}
+    head = ClassHead(C, C + 1, method="DR", distance="euc", dynamic=True, **kwargs)
+    with torch.no_grad():
+        head.W.copy_(torch.eye(C, C + 1))
+    f = torch.zeros(1, C + 1)
+    f[0, 0] = f[0, C] = 1.0
+    return head, f, torch.tensor([0])
+
+
+def _settle(head, f, y, steps=400):
+    opt = torch.optim.Adam([head.log_s], lr=0.02)
+    for _ in range(steps):
+        _, z, cos = head.loss(f, y)
+        head.after_step(f, z, cos, y, opt)
+    return head.scale.item()
+
+
+def test_the_default_dynamic_run_settles_where_the_papers_code_does():
+    config = parsed(train, ["--dataset", "MicroS", "--dynamic"])
+    assert config.scale_update == "paper_code"
+    head, f, y = _orthogonal_head(100, config.scale_update)
+    assert head.initial_scale == pytest.approx(7.8989, abs=1e-4)  # the equations' initial scale
+    # the paper code's equilibrium (EQUILIBRIA below: 9.8238), with the chord of the paper's median angle
+    assert _settle(head, f, y) == pytest.approx(9.8238, abs=2e-3)
+    assert ClassHead(3, 4, method="DR", dynamic=True).scale_update == config.scale_update  # the head's default too
+    equations = parsed(train, ["--dataset", "MicroS", "--dynamic", "--scale_update", "equations"])
+    assert equations.run_name.endswith("_dnm_sueq_seed1")
+    head, f, y = _orthogonal_head(100, equations.scale_update)
+    assert _settle(head, f, y) == pytest.approx(7.8989, abs=2e-3)
 
 
 def test_two_runs_differing_only_in_lr_get_two_folders_and_two_summary_rows(tmp_path, capsys):
@@ -178,10 +237,11 @@ def test_resnet50_keeps_bn1_and_replaces_conv1_only(stand_in_imagenet):
 
 # ------------------------------------------------------------------ dynamic scale
 def test_median_target_angle_is_the_lower_middle_value():
+    # the paper's angle acos(0.999999 cos t) = t + 1e-6 cot t to first order (the second-order term is below 1e-10 here)
     angles = torch.tensor([0.7, 0.1, 0.5, 0.2], dtype=torch.float64)  # interpolated median would be 0.35
-    assert median_target_angle(torch.cos(angles)).item() == pytest.approx(0.2, abs=1e-12)
+    assert median_target_angle(torch.cos(angles)).item() == pytest.approx(0.2 + 1e-6 / math.tan(0.2), abs=1e-10)
     angles = torch.tensor([0.3, 1.2, 0.1], dtype=torch.float64)  # odd: the middle one
-    assert median_target_angle(torch.cos(angles)).item() == pytest.approx(0.3, abs=1e-12)
+    assert median_target_angle(torch.cos(angles)).item() == pytest.approx(0.3 + 1e-6 / math.tan(0.3), abs=1e-10)
     angles = torch.tensor([1.0, 1.1], dtype=torch.float64)  # capped at pi/4
     assert median_target_angle(torch.cos(angles)).item() == pytest.approx(math.pi / 4)
 
@@ -206,7 +266,7 @@ def test_dynamic_scale_step_matches_the_hand_computed_residual(scale_update):
     chords = [math.sqrt(2 - math.sqrt(2)), math.sqrt(2), math.sqrt(2), math.sqrt(2 - 2 * math.sin(0.3))]
     power = 2 * math.sqrt(s) if scale_update == "paper_code" else s  # paper_code: (d^2)^(-sqrt s)
     B = sum((d + LOG_EPS) ** (-power) for d in chords) / 2
-    d_m = math.sqrt(2 - 2 * math.cos(0.3))  # lower middle of (pi/4, 0.3)
+    d_m = math.sqrt(2 - 2 * 0.999999 * math.cos(0.3))  # lower middle of (pi/4, 0.3), the paper's angle: cos 0.999999 cos 0.3
     R = B * (s + 1) * d_m**s + (1 - s)
     dR_ds = B * d_m**s + B * (s + 1) * d_m**s * math.log(d_m) - 1
     grad = 2 * R * dR_ds * s  # d R^2 / d log s
@@ -253,3 +313,10 @@ def test_dr_euc_equilibrium(C, mode, expected):
     z_free = z.scatter(1, torch.tensor([[0]]), float("-inf"))
     objective = dynamic_scale_objective(torch.tensor(math.log(s)), z_free, cos[:, 0], None, "DR", "euc", mode)
     assert objective.item() < 1e-6
+
+
+def test_every_scale_update_has_a_tag():
+    from losses.scale import SCALE_UPDATES
+    from utils.options import SCALE_UPDATE_DEFAULT, SCALE_UPDATE_TAGS
+    assert set(SCALE_UPDATE_TAGS) == set(SCALE_UPDATES) and SCALE_UPDATE_DEFAULT in SCALE_UPDATES
+    assert len(set(SCALE_UPDATE_TAGS.values())) == len(SCALE_UPDATE_TAGS)

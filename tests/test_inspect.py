@@ -122,7 +122,10 @@ def test_files_trees_and_plots(tmp_path):
         assert (out / name).stat().st_size > 0, name
     with np.load(out / "distances.npz") as d:
         np.testing.assert_allclose(d["euc"], chord(W), atol=1e-6)
-        np.testing.assert_allclose(d["arccos"], 2 * np.arcsin(np.clip(chord(W) / 2, 0, 1)), atol=1e-6)
+        # the paper's angle: arccos(0.999999 cos), with cos = 1 - chord^2 / 2; diagonal 0
+        angle = np.arccos(0.999999 * np.clip(1 - chord(W) ** 2 / 2, -1, 1))
+        np.fill_diagonal(angle, 0.0)
+        np.testing.assert_allclose(d["arccos"], angle, atol=1e-6)
         np.testing.assert_array_equal(d["d_T"], HIERARCHY.distances)
     import dendropy
 

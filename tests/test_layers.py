@@ -1,6 +1,6 @@
 """The import layers (README, 'The pieces'): every import points down, and only public names cross packages.
 
-0. the bottom of ``utils/`` (errors, io, hierarchy, trees, record, lock, options);
+0. the bottom of ``utils/`` (errors, io, hierarchy, trees, record, lock, options, angle);
 1. ``losses/``, ``models/``, ``datasets/``: may import layer 0;
 2. ``utils/training/`` and ``utils/evaluation/``: may import layers 0-1, not each other;
 3. the scripts, ``tools/`` and ``bench/``: anything.
@@ -11,7 +11,8 @@ import os
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BOTTOM = ("utils.errors", "utils.io", "utils.hierarchy", "utils.trees", "utils.record", "utils.lock", "utils.options")
+BOTTOM = ("utils.errors", "utils.io", "utils.hierarchy", "utils.trees", "utils.record", "utils.lock", "utils.options",
+          "utils.angle")
 PROJECT = ("utils", "losses", "models", "datasets", "train", "train_cifar100", "train_nabirds", "evaluate", "grid",
            "tools", "bench", "tests")
 

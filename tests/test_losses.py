@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from losses.corr import corr_loss
-from losses.distances import angle_from_cos, chord_from_cos, cosine, pairwise_distances
+from losses.distances import chord_from_cos, cosine
 from losses.ema import ema_update
 from losses.head import ClassHead
-from losses.mds import fit_mds, stress
 from losses.scale import dynamic_scale_objective, initial_scale, scale_residual
 from losses.scores import LOG_EPS, scores
+from utils.angle import ANGLE_SHRINK, angle_from_cos
 
 # One embedding at 0, 60 and 90 degrees from three unit representatives.
 F1 = torch.tensor([[2.0, 0.0]])
@@ -30,18 +30,17 @@ def test_normface_euc_is_s_cos():
 
 def test_normface_arccos_is_minus_s_theta_squared():
     z = scores("normface", F1, W3, s=10.0, distance="arccos")
-    # theta = 0 (clipped to ~1.4e-3), pi/3, pi/2
+    # theta = 0 (the paper's angle gives acos(0.999999) = 1.4e-3 there), pi/3, pi/2
     expected = torch.tensor([[0.0, -10 * (math.pi / 3) ** 2, -10 * (math.pi / 2) ** 2]])
     assert torch.allclose(z, expected, atol=1e-4)
 
 
 def test_proxydr_euc_is_minus_s_log_chord():
     z = scores("DR", F1, W3, s=10.0, distance="euc")
-    # chords: 0 (clipped to 1e-6), sqrt(2 - 1) = 1, sqrt 2
+    # chords: 0 (the squared chord clipped to 1e-12: 1e-6), sqrt(2 - 1) = 1, sqrt 2
     expected = torch.tensor([[-10 * math.log(1e-6 + LOG_EPS), -10 * math.log(1 + LOG_EPS), -10 * math.log(math.sqrt(2) + LOG_EPS)]])
-    assert torch.allclose(z[:, 1:], expected[:, 1:], atol=1e-4)
-    assert z[0, 0] > 100  # the target at distance 0 dominates but stays finite
-    assert torch.isfinite(z).all()
+    assert expected[0, 0].item() == pytest.approx(131.22, abs=0.01)  # the target at distance 0 dominates but stays finite
+    assert torch.allclose(z, expected, atol=1e-4)
 
 
 def test_proxydr_arccos_is_minus_s_log_angle():
@@ -89,9 +88,31 @@ def test_no_nan_gradients_at_distance_zero_and_antipodes():
 def test_distances_from_cos():
     cos = torch.tensor([1.0, 0.0, -1.0, 0.5])
     assert torch.allclose(chord_from_cos(cos), torch.tensor([1e-6, math.sqrt(2), 2.0, 1.0]), atol=1e-6)
-    assert torch.allclose(angle_from_cos(cos)[1:], torch.tensor([math.pi / 2, math.pi, math.pi / 3]), atol=2e-3)
-    V = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
-    assert torch.allclose(pairwise_distances(V, "euc"), torch.tensor([[0.0, math.sqrt(2)], [math.sqrt(2), 0.0]]))
+    # the paper's angle arccos(0.999999 clip(cos)): at cos = 1, acos(1 - u) = sqrt(2u) (1 + u / 12) with u = 1e-6;
+    # pi/2 exactly at 0, pi minus that at -1, pi/3 + 0.5e-6 / sin(pi/3) at 0.5 (first order)
+    end = math.sqrt(2e-6) * (1 + 1e-6 / 12)
+    expected = torch.tensor([end, math.pi / 2, math.pi - end, math.pi / 3 + 0.5e-6 / math.sin(math.pi / 3)], dtype=torch.float64)
+    assert torch.allclose(angle_from_cos(cos.double()), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(angle_from_cos(cos.double().numpy()), expected.numpy(), rtol=0, atol=1e-9)
+    # beyond [-1, 1] (float rounding) the cosine is clipped first
+    assert angle_from_cos(torch.tensor([1.0 + 1e-7], dtype=torch.float64)).item() == pytest.approx(end, abs=1e-9)
+
+
+def test_proxydr_arccos_near_a_target_by_hand():
+    # an embedding 0.05 rad from its target: the paper's angle acos(0.999999 cos 0.05) is, to first order
+    # in 1e-6, 0.05 + 1e-6 cot(0.05) = 0.0500199833 (the second-order term is -4e-9)
+    theta0, s = 0.05, 10.0
+    cos = torch.tensor([[math.cos(theta0)]], dtype=torch.float64, requires_grad=True)
+    theta = math.acos(ANGLE_SHRINK * math.cos(theta0))
+    assert theta == pytest.approx(theta0 + 1e-6 / math.tan(theta0), abs=1e-8)
+    z = scores("DR", None, None, s=s, distance="arccos", cos=cos)
+    assert z.item() == pytest.approx(-s * math.log(theta + LOG_EPS), rel=1e-12)
+    # arccos(cos) itself (the former clip to 1 - 1e-6 changes nothing at 0.05 rad) gives a score 4.0e-3 higher
+    assert abs(z.item() + s * math.log(theta0 + LOG_EPS)) > 3e-3
+    (g,) = torch.autograd.grad(z.sum(), cos)
+    # dz/dcos = -s / (theta + eps) * dtheta/dcos,  dtheta/dcos = -0.999999 / sqrt(1 - (0.999999 cos)^2)
+    dtheta = -ANGLE_SHRINK / math.sqrt(1 - (ANGLE_SHRINK * math.cos(theta0)) ** 2)
+    assert g.item() == pytest.approx(-s / (theta + LOG_EPS) * dtheta, rel=1e-9)
 
 
 def test_corr_loss_is_batch_sum_of_one_minus_cos():
@@ -195,25 +216,3 @@ def test_ema_head_gets_no_gradient():
     loss, _, _ = head.loss(f, torch.tensor([0, 1]))
     loss.backward()
     assert head.W.grad is None
-
-
-# ------------------------------------------------------------------ MDS
-def test_mds_stress_falls_and_matches_target_geometry():
-    # two pairs of siblings: d_T = 2 within, 4 across
-    dT = np.array([[0, 2, 4, 4], [2, 0, 4, 4], [4, 4, 0, 2], [4, 4, 2, 0]], dtype=float)
-    target = np.sqrt(2) * dT / (1 + dT)
-    W, s0, s1 = fit_mds(target, dim=16, distance="euc", steps=1000, lr=1e-2, generator=torch.Generator().manual_seed(0))
-    assert s1 < s0 / 5
-    assert torch.allclose(W.norm(dim=1), torch.ones(4), atol=1e-5)
-    assert stress(torch.as_tensor(target, dtype=torch.float32), W, "euc").item() == pytest.approx(s1, abs=1e-6)
-    D = pairwise_distances(W, "euc")
-    assert D[0, 1] < D[0, 2] and D[2, 3] < D[1, 3]
-
-
-def test_mds_head_is_frozen():
-    W = F.normalize(torch.randn(3, 4))
-    head = ClassHead(3, 4, method="DR", fixed_W=W, corr=True)
-    assert head.main_parameters() == []
-    assert torch.allclose(head.representatives(), W)
-    loss, _, cos = head.loss(torch.randn(2, 4), torch.tensor([0, 2]))
-    assert loss.item() == pytest.approx((2 - cos[0, 0] - cos[1, 2]).item(), rel=1e-6)

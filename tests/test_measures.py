@@ -50,7 +50,9 @@ def test_representative_distances_chord_and_angle():
     chord = rm.representative_distances(reps, "euc")
     angle = rm.representative_distances(reps, "arccos")
     np.testing.assert_allclose(chord, [[0, sqrt(2), 2], [sqrt(2), 0, sqrt(2)], [2, sqrt(2), 0]], atol=1e-12)
-    np.testing.assert_allclose(angle, [[0, np.pi / 2, np.pi], [np.pi / 2, 0, np.pi / 2], [np.pi, np.pi / 2, 0]], atol=1e-7)
+    # the paper's angle arccos(0.999999 cos): pi/2 exactly at cos 0, pi - acos(0.999999) = pi - 1.41421e-3 at -1
+    far = np.pi - np.sqrt(2e-6) * (1 + 1e-6 / 12)  # acos(1 - u) = sqrt(2u)(1 + u/12), u = 1e-6
+    np.testing.assert_allclose(angle, [[0, np.pi / 2, far], [np.pi / 2, 0, np.pi / 2], [far, np.pi / 2, 0]], atol=1e-12)
     with pytest.raises(ValueError):
         rm.representative_distances(reps, "cosine")
 
@@ -369,6 +371,14 @@ def test_classification_metrics_per_level(h6):
     assert m["recall_level_0"] == pytest.approx((2 / 3 + 1) / 2)
     assert m["f1_level_0"] == pytest.approx((4 / 5 + 2 / 3) / 2)
     assert m["f1"] == pytest.approx(1 / 3) and m["acc"] == 0.5 and m["hp5"] == 1.0
+    # the paper's rule (f1_paper): classes 2 and 4 have no test image but are predicted, classes 1 and 3 are
+    # never predicted: all four are left out, and classes 0 and 5 have F1 = 1
+    assert m["f1_paper"] == 1.0
+    # level 1: groups (a1, a2, u, v); labels a1 a1 a2 v, predictions a1 a2 u v -> F1 = 2/3, 0, 0, 1;
+    # u has no test image (left out by f1_paper only)
+    assert m["f1_level_1"] == pytest.approx((2 / 3 + 0 + 0 + 1) / 4)
+    assert m["f1_paper_level_1"] == pytest.approx((2 / 3 + 0 + 1) / 3)
+    assert m["f1_paper_level_0"] == m["f1_level_0"]  # both groups present and predicted
     assert m["acc_level_0"] == 0.75 and m["ahc"] == 2.0
     assert set(table["level"]) == {0, 1, 2} and len(table) == 2 + 4 + 6
     np.testing.assert_array_equal(confusion["class"], confusion["level_2"])

@@ -7,7 +7,8 @@ from utils import options
 def config(**changes):
     base = dict(dataset="MicroS", backbone="inception", method="DR", distance="euc", seed=1, lr=1e-4,
                 lr_default=1e-4, epochs=50, epochs_default=50, batch_size=32, batch_size_default=32, resize=128,
-                resize_default=128, gray=False, gray_default=False, alpha=0.01, beta=1.0)
+                resize_default=128, gray=False, gray_default=False, alpha=0.01, beta=1.0, scale_update="paper_code",
+                scale_update_default="paper_code")
     return dict(base, **changes)
 
 
@@ -15,8 +16,9 @@ def config(**changes):
     ({}, [], "-"),
     ({"ema": True, "alpha": 0.05}, ["ema0.05"], "ema+alpha=0.05"),
     ({"mds_W": True, "beta": 2.0, "CORR": True}, ["mds2", "corr"], "mds_W+beta=2.0+CORR"),
-    ({"dynamic": True, "scale_update": "paper_code"}, ["dnm", "sucode"], "dynamic+scale_update=paper_code"),
-    ({"scale_update": "paper_code"}, [], "-"),  # without --dynamic it changes nothing
+    ({"dynamic": True}, ["dnm"], "dynamic"),  # paper_code, the default
+    ({"dynamic": True, "scale_update": "equations"}, ["dnm", "sueq"], "dynamic+scale_update=equations"),
+    ({"scale_update": "equations"}, [], "-"),  # without --dynamic it changes nothing
     ({"epochs": 0}, ["ep0"], "untrained"),
     ({"epochs": 7, "lr": 2.5e-4, "batch_size": 16}, ["lr2.5e-4", "bs16", "ep7"], "lr=2.5e-4+batch_size=16+epochs=7"),
     ({"gray": True, "gray_default": True, "resize": 64}, ["r64"], "resize=64"),
@@ -34,6 +36,18 @@ def test_records_without_recorded_defaults():
     assert options.options_label({"lr": 1e-4, "epochs": 7, "batch_size": 32}) == "-"
     assert options.options_label({"lr": 1e-3, "epochs": 0}) == "lr=1e-3+untrained"
     assert options.option_tags({"epochs": 0}) == []  # no default recorded: no tag
+
+
+def test_records_written_while_equations_was_the_default():
+    # no scale_update_default recorded: the tag follows the default of then (the folder's name is kept), the label
+    # today's (an old paper_code run and a new default run share a label)
+    old = config(dynamic=True, scale_update="equations")
+    del old["scale_update_default"]
+    assert options.option_tags(old) == ["dnm"] and options.options_label(old) == "dynamic+scale_update=equations"
+    old["scale_update"] = "paper_code"
+    assert options.option_tags(old) == ["dnm", "sucode"] and options.options_label(old) == "dynamic"
+    del old["scale_update"]  # older than the flag: equations
+    assert options.option_tags(old) == ["dnm"] and options.options_label(old) == "dynamic+scale_update=equations"
 
 
 def test_grid_rows_and_variants():

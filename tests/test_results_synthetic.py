@@ -30,6 +30,7 @@ def write_run(root, dataset, method, option, seed, metrics, epochs=10, minute=0)
     folder.mkdir(parents=True)
     config = dict(dataset=dataset, backbone="simple", method=method, distance="euc", seed=seed, epochs=epochs,
                   ema=False, dynamic=False, mds_W=False, CORR=False, beta=1.0, alpha=0.01,
+                  scale_update="paper_code", scale_update_default="paper_code",
                   start_time=f"2026-11-28T10:{minute:02d}:00+00:00", end_time=f"2026-11-28T10:{minute:02d}:30+00:00")
     config.update(OPTION_FLAGS[option])
     (folder / "config.json").write_text(json.dumps(config))

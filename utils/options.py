@@ -11,7 +11,13 @@ or a :class:`utils.training.config.RunConfig` as a dict):
 
 Flags whose default depends on the script and backbone (``lr``, ``epochs``,
 ``batch_size``, ``resize``, ``gray``) are compared with the default recorded
-beside them as ``<flag>_default``.  Flags that do not change the result
+beside them as ``<flag>_default``.  So is ``scale_update``, whose default
+changed (``equations`` before ``scale_update_default`` was recorded,
+:data:`SCALE_UPDATE_DEFAULT` since): its tag follows the recorded default, so
+an old record's name is still its folder's, and its label follows today's
+default, so old and new runs of one configuration share a label.
+
+Flags that do not change the result
 (workers, device, folders, ``--test_each_epoch``, ``--resume``,
 ``--overwrite``, ``--compile``, ``--deterministic``) have no row and never
 appear.
@@ -19,8 +25,15 @@ appear.
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
-# Records written before ``lr_default`` / ``batch_size_default`` existed are compared with these.
-LEGACY_DEFAULTS = {"lr": 1e-4, "batch_size": 32}
+#: The dynamic scale's per-step update every training script uses by default: the paper's code, which
+#: produced the paper's numbers (``equations`` follows the paper's equations; losses/scale.py, docs/differences.md).
+SCALE_UPDATE_DEFAULT = "paper_code"
+#: A run-name tag for each ``--scale_update`` value, used when it is not the run's recorded default.
+SCALE_UPDATE_TAGS = {"equations": "sueq", "paper_code": "sucode"}
+
+# Records written before ``lr_default`` / ``batch_size_default`` / ``scale_update_default`` existed are compared
+# with these (``equations`` was the default then).
+LEGACY_DEFAULTS = {"lr": 1e-4, "batch_size": 32, "scale_update": "equations"}
 
 
 def float_tag(x: float) -> str:
@@ -47,7 +60,7 @@ class Option:
     name: str
     on: Callable[[Mapping], bool]
     tag: Callable[[Mapping], Optional[str]]
-    label: Callable[[Mapping], str]
+    label: Callable[[Mapping], Optional[str]]
 
 
 def _ema_tag(c):
@@ -70,6 +83,23 @@ def _constant(text):
     return lambda c: text
 
 
+def _scale_update(c):
+    """The run's ``--scale_update``, ``equations`` for a record older than the flag."""
+    return c.get("scale_update") or LEGACY_DEFAULTS["scale_update"]
+
+
+def _scale_update_on(c):
+    return bool(c.get("dynamic")) and (differs(c, "scale_update") or _scale_update(c) != SCALE_UPDATE_DEFAULT)
+
+
+def _scale_update_tag(c):
+    return SCALE_UPDATE_TAGS[_scale_update(c)] if differs(c, "scale_update") else None
+
+
+def _scale_update_label(c):
+    return f"scale_update={_scale_update(c)}" if _scale_update(c) != SCALE_UPDATE_DEFAULT else None
+
+
 #: The options in run-name order.  ``name`` is the config key (or a short name where one flag has two rows).
 OPTIONS = (
     Option("rand_backbone", _is_set("rand_backbone"), _constant("rand"), _constant("rand_backbone")),
@@ -85,8 +115,7 @@ OPTIONS = (
     Option("mds_W", _is_set("mds_W"), _mds_tag, _mds_label),
     Option("CORR", _is_set("CORR"), _constant("corr"), _constant("CORR")),
     Option("dynamic", _is_set("dynamic"), _constant("dnm"), _constant("dynamic")),
-    Option("scale_update", lambda c: bool(c.get("dynamic")) and c.get("scale_update", "equations") != "equations",
-           _constant("sucode"), lambda c: f"scale_update={c['scale_update']}"),
+    Option("scale_update", _scale_update_on, _scale_update_tag, _scale_update_label),
     Option("lr", lambda c: differs(c, "lr"), lambda c: f"lr{float_tag(c['lr'])}", lambda c: f"lr={float_tag(c['lr'])}"),
     Option("batch_size", lambda c: differs(c, "batch_size"), lambda c: f"bs{c['batch_size']}",
            lambda c: f"batch_size={c['batch_size']}"),
@@ -117,7 +146,7 @@ def options_label(c: Mapping, skip=()) -> str:
     unknown = set(skip) - set(OPTION_NAMES)
     if unknown:
         raise ValueError(f"unknown option names {sorted(unknown)}")
-    parts = [o.label(c) for o in _on(c, skip)]
+    parts = [label for label in (o.label(c) for o in _on(c, skip)) if label is not None]
     return "+".join(parts) if parts else "-"
 
 

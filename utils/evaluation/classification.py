@@ -211,3 +211,16 @@ def macro(values):
     values = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(values)
     return float(values[ok].mean()) if ok.any() else None
+
+
+def f1_paper(confusion):
+    """Per row/column F1 under the paper's rule (``f1_paper``): :func:`precision_recall_f1`'s F1,
+    but NaN for a class without test images (no support) and for a class never predicted.
+
+    The macro mean (:func:`macro`) then leaves both kinds out, as the paper's
+    evaluation does; :func:`precision_recall_f1` counts both as F1 = 0.
+    """
+    confusion = np.asarray(confusion)
+    _, _, f1 = precision_recall_f1(confusion)
+    defined = (confusion.sum(axis=0) > 0) & (confusion.sum(axis=1) > 0)
+    return np.where(defined, f1, np.nan)

@@ -183,6 +183,7 @@ def classification_metrics(scores, labels, hierarchy):
         out[f"precision{suffix}"] = cls_m.macro(precision)
         out[f"recall{suffix}"] = cls_m.macro(recall)
         out[f"f1{suffix}"] = cls_m.macro(f1)
+        out[f"f1_paper{suffix}"] = cls_m.macro(cls_m.f1_paper(cm))
         frames.append(
             pd.DataFrame(
                 {

@@ -10,6 +10,8 @@ permutations only (one C x C dot product each).
 import numpy as np
 from scipy import stats
 
+from utils.angle import angle_from_cos
+
 DISTANCES = ("euc", "arccos")
 
 
@@ -19,7 +21,8 @@ def _none_if_nan(value):
 
 
 def representative_distances(representatives, distance="euc"):
-    """Pairwise distances of L2-normalised rows: chord ``sqrt(2 - 2 cos)`` or angle ``arccos(cos)``.
+    """Pairwise distances of L2-normalised rows: chord ``sqrt(2 - 2 cos)`` or the paper's angle
+    ``arccos(0.999999 cos)`` (:func:`utils.angle.angle_from_cos`).
 
     Rows are renormalised in float64; the diagonal is exactly 0.
     """
@@ -31,7 +34,7 @@ def representative_distances(representatives, distance="euc"):
     if distance == "euc":
         d = np.sqrt(np.maximum(2.0 - 2.0 * cos, 0.0))
     else:
-        d = np.arccos(cos)
+        d = angle_from_cos(cos)
     np.fill_diagonal(d, 0.0)
     return d
 

@@ -13,7 +13,7 @@ from datasets.registry import DatasetEntry
 from losses.scale import SCALE_UPDATES
 from models.backbones import BACKBONES
 from utils.errors import UserError
-from utils.options import float_tag
+from utils.options import SCALE_UPDATE_DEFAULT, float_tag
 from utils.training.config import METHOD_ALIASES, RunConfig
 
 
@@ -36,9 +36,9 @@ def build_parser(description: str, entry: DatasetEntry, epilog: str = None) -> a
     g.add_argument("--distance", default="euc", choices=["euc", "arccos"],
                    help="euc: chord sqrt(2-2cos); arccos: angle (default euc)")
     g.add_argument("--dynamic", action="store_true", help="dynamic scale (normface, DR); else s = 10")
-    g.add_argument("--scale_update", default="equations", choices=SCALE_UPDATES,
-                   help="the dynamic scale's per-step update: the paper's equations (default) or paper_code, "
-                        "the paper's code (docs/differences.md)")
+    g.add_argument("--scale_update", default=SCALE_UPDATE_DEFAULT, choices=SCALE_UPDATES,
+                   help="the dynamic scale's per-step update: paper_code, the paper's code, which produced its "
+                        "numbers (default), or equations, the paper's equations (docs/differences.md)")
     g.add_argument("--ema", action="store_true", help="class representatives as EMA of embeddings (no gradient)")
     g.add_argument("--alpha", type=float, default=0.01, help="EMA rate (default 0.01)")
     g.add_argument("--mds_W", action="store_true",

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from datasets import registry
 from datasets.registry import DatasetEntry
 from utils import options
 from utils.errors import UserError
@@ -26,7 +27,7 @@ class RunConfig:
     method: str = "DR"
     distance: str = "euc"
     dynamic: bool = False
-    scale_update: str = "equations"
+    scale_update: str = options.SCALE_UPDATE_DEFAULT
     ema: bool = False
     alpha: float = 0.01
     mds_W: bool = False
@@ -67,6 +68,7 @@ class RunConfig:
     batch_size_default: int = 32
     resize_default: Optional[int] = None
     gray_default: bool = False
+    scale_update_default: str = options.SCALE_UPDATE_DEFAULT
 
     def __post_init__(self):
         check(self)
@@ -114,6 +116,9 @@ class RunConfig:
                 values = json.load(fh)
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read {path} ({err}); is it a run's config.json?") from None
+        if "scale_update_default" not in values:  # written while equations was the default
+            legacy = options.LEGACY_DEFAULTS["scale_update"]
+            values = {"scale_update": legacy, **values, "scale_update_default": legacy}
         return cls(**{k: v for k, v in values.items() if k in FIELDS})
 
 
@@ -142,11 +147,14 @@ def check(c: RunConfig) -> None:
         raise UserError(f"--epochs must be 0 or more, got {c.epochs}")
     if c.batch_size < 1:
         raise UserError(f"--batch_size must be at least 1, got {c.batch_size}")
-    if c.scale_update != "equations" and not c.dynamic:
+    if c.scale_update != c.scale_update_default and not c.dynamic:
         raise UserError(f"--scale_update {c.scale_update} changes the dynamic scale: add --dynamic or drop it")
     if c.lr <= 0:
         raise UserError(f"--lr must be positive, got {c.lr}")
     if c.num_workers < 0:
         raise UserError(f"--num_workers must be 0 or more, got {c.num_workers}")
+    if c.small and not c.use_val and registry.get(c.dataset).small_needs_val:
+        raise UserError(f"--small needs --use_val on {c.dataset} (without it the paper's code ignores --small "
+                        "and trains on the whole training set): add --use_val or drop --small")
     if c.resume and c.overwrite:
         raise UserError("--resume continues a run and --overwrite replaces it: choose one")

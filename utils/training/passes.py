@@ -57,12 +57,19 @@ def class_prior(train_labels, n_classes):
 
 
 def prototypes_from_sums(sums, counts, seed):
-    """Normalised class means; a class with no embedding gets a seeded random unit vector."""
+    """Normalised class means; a class with no embedding gets a random unit vector, drawn as the paper does.
+
+    The paper seeds numpy with ``numpy.random.seed(seed)`` and draws one
+    ``normal(size=D)`` per empty class in class order; a ``RandomState(seed)``
+    gives the same numbers (one ``[n_empty, D]`` draw is the same stream)
+    without touching numpy's global state.  Each is normalised in float64.
+    """
     protos = normalize(sums)
-    empty = counts == 0
+    empty = (counts == 0).cpu().numpy()
     if empty.any():
-        g = torch.Generator().manual_seed(seed)
-        protos[empty] = normalize(torch.randn(int(empty.sum()), sums.shape[1], generator=g)).to(protos)
+        draws = np.random.RandomState(seed).normal(size=(int(empty.sum()), sums.shape[1]))
+        draws /= np.linalg.norm(draws, axis=1, keepdims=True)
+        protos[torch.from_numpy(empty).to(protos.device)] = torch.from_numpy(draws).to(protos)
     return protos
 
 
