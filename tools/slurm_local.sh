@@ -94,7 +94,7 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 # a requeued job waits cred_expire seconds before it may start again (default 120)
-AuthInfo=socket=$SOCKET,cred_expire=10
+AuthInfo=socket=$SOCKET,cred_expire=5
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool/slurmd-%n
 SlurmctldPidFile=$DIR/slurmctld.daemon.pid
@@ -106,8 +106,8 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
-# look at pending jobs every 5 s (defaults 60 and 30): requeued and freed-up jobs start within seconds
-SchedulerParameters=sched_interval=5,bf_interval=5
+# look at pending jobs every 2 s (defaults 60 and 30): requeued and freed-up jobs start within seconds
+SchedulerParameters=sched_interval=2,bf_interval=2
 MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2
