@@ -465,6 +465,8 @@ def submit_array(args, runs, slurm_extra):
     if "slurm_setup" not in slurm_extra:  # as many threads as CPUs granted (torch would take the node's)
         executor.update_parameters(slurm_setup=[f"export OMP_NUM_THREADS={args.cpus_per_run} "
                                                 f"MKL_NUM_THREADS={args.cpus_per_run}"])
+    if "slurm_signal_delay_s" not in slurm_extra:
+        executor.update_parameters(slurm_signal_delay_s=signal_delay(args.timeout_min))
     device_flags = ["--GPU", "0"] if args.gpus_per_run else ["--device", "cpu"]  # Slurm shows a task its GPUs
     n = len(runs)
     # The training process ignores the time-limit signal (it trains on until the requeue stops it): submitit's
@@ -478,6 +480,14 @@ def submit_array(args, runs, slurm_extra):
         raise UserError(f"sbatch refused the job array ({slurm.last_error(str(err))}); a task asked for "
                         f"{slurm_request(args, slurm_extra)}: change these to what the partition has (sinfo), "
                         f"e.g. --gpus_per_run 0 where it has no GPUs") from None
+
+
+def signal_delay(timeout_min):
+    """Seconds before the time limit at which Slurm is to signal a task (sbatch --signal): submitit's 90, less
+    for short limits.  Slurm checks limits every 30 s and sends the signal at the first check with at most
+    delay + 30 s left, so the delay leaves the task 20 s to start (and install submitit's handler: a signal
+    before it kills the task) and itself 10 s or more to requeue."""
+    return max(10, min(90, timeout_min * 60 - 50))
 
 
 def slurm_request(args, slurm_extra):

@@ -35,6 +35,7 @@ def test_slurm_time_gres_and_memory_formats():
     assert slurm.gpus_of("gpu:a100:4(S:0-1),mps:400") == 4
     assert slurm.gpus_of("gpu:2,gpu:v100:2") == 4
     assert slurm.gpus_of("(null)") == 0 and slurm.gpus_of("shard:4") == 0
+    assert [grid.signal_delay(m) for m in (1, 2, 3, 60)] == [10, 70, 90, 90]
     assert slurm.megabytes_of("32G") == 32768 and slurm.megabytes_of("500M") == 500
     assert slurm.megabytes_of("2000") == 2000 and slurm.megabytes_of("1T") == 1024 * 1024
     with pytest.raises(UserError, match="--slurm_mem 'lots'"):
@@ -134,12 +135,16 @@ def squeue(*jobs):
     return dict(line.split("|") for line in out.split())
 
 
-def wait_for(what, condition, timeout):
-    """Poll the cluster (every second) until ``condition()``; fail naming ``what`` after ``timeout`` s."""
+def wait_for(what, condition, timeout, jobs=()):
+    """Poll the cluster (every second) until ``condition()``; fail naming ``what`` after ``timeout`` s, or as
+    soon as one of ``jobs`` has ended other than COMPLETED."""
     deadline = time.time() + timeout
     while not condition():
-        if time.time() > deadline:
-            pytest.fail(f"{what}: not after {timeout} s (squeue: {squeue()})")
+        ended = {j: s for j, s in squeue(*jobs).items() if j in jobs and s not in slurm.LIVE | {"COMPLETED"}} \
+            if jobs else {}
+        if ended or time.time() > deadline:
+            pytest.fail(f"{what}: {f'jobs ended {ended}' if ended else f'not after {timeout} s'} "
+                        f"(squeue: {squeue()})")
         time.sleep(1)
 
 
@@ -191,7 +196,8 @@ def test_queued_runs_are_not_submitted_again_and_finish(cluster, tmp_path, data_
         subprocess.run(["scancel", blocker], check=True)
 
     runs = [os.path.join(rec, name) for name in MINI_GRID_RUNS]
-    wait_for("both tasks complete", lambda: set(squeue(*jobs.values()).values()) == {"COMPLETED"}, 180)
+    wait_for("both tasks complete", lambda: set(squeue(*jobs.values()).values()) == {"COMPLETED"}, 180,
+             jobs=set(jobs.values()))
     assert all(record.is_complete(r) for r in runs)
     count = len(squeue())
     rc, out = run_grid(cluster, argv)
@@ -199,9 +205,14 @@ def test_queued_runs_are_not_submitted_again_and_finish(cluster, tmp_path, data_
     assert len(squeue()) == count
 
 
-def fastest_epoch(mini_grid):
-    """The shortest epoch of the miniature grid on this machine, in seconds."""
-    return min(record.load_history(os.path.join(mini_grid[0], n))["seconds"].min() for n in MINI_GRID_RUNS)
+def task_epoch_seconds(cluster, data_root, rec):
+    """Seconds per epoch of a run a Slurm task trains here now (the median of epochs 2-4 of a 4-epoch run)."""
+    rc, _ = run_grid(cluster, ["synthetic", "--seeds", "1", "--only", "DR", "--extra", "--epochs 4 --resize 16",
+                               "--data_root", data_root, "--record_dir", rec, "--cluster", "slurm",
+                               "--gpus_per_run", "0", "--cpus_per_run", "1"])
+    run_dir = os.path.join(rec, "synthetic_simple_DR_euc_rand_r16_ep4_val_seed1")
+    wait_for("the 4-epoch run finishes", lambda: record.is_complete(run_dir), 180)
+    return float(record.load_history(run_dir)["seconds"][1:].median())
 
 
 def starts(log):
@@ -209,12 +220,12 @@ def starts(log):
     return [line for line in open(log, encoding="utf-8") if line.startswith("# ")]
 
 
-def test_a_timed_out_task_is_requeued_and_a_cancelled_one_resumed(cluster, tmp_path, data_root, mini_grid):
-    # A 1-minute task gets its warning signal at Slurm's next time-limit check, at most ~30 s after it starts:
-    # training for longer (40 s at the fastest speed seen here) needs the requeue.
-    epochs = min(300, max(80, math.ceil(40 / fastest_epoch(mini_grid))))
+def test_a_timed_out_task_is_requeued_and_a_cancelled_one_resumed(cluster, tmp_path, data_root):
+    # A 1-minute task gets its warning signal 20-50 s after it starts (grid.signal_delay): a run with 50 s of
+    # epochs (at the speed measured just before) needs the requeue.
+    epochs = min(400, max(20, math.ceil(50 / task_epoch_seconds(cluster, data_root, str(tmp_path / "speed")))))
     rec = str(tmp_path / "rec")
-    argv = grid_argv(data_root, rec, f"--epochs {epochs} --resize 16", "--timeout_min", "1", "--max_requeue", "12")
+    argv = grid_argv(data_root, rec, f"--epochs {epochs} --resize 16", "--timeout_min", "1", "--max_requeue", "20")
     names = [f"synthetic_simple_{m}_euc_rand_r16_ep{epochs}_val_seed1" for m in ("normface", "DR")]
     timed, cancelled = (os.path.join(rec, n) for n in names)
     rc, out = run_grid(cluster, argv)
@@ -233,7 +244,9 @@ def test_a_timed_out_task_is_requeued_and_a_cancelled_one_resumed(cluster, tmp_p
     second = ledger_jobs(rec)
     assert second[names[0]] == first[names[0]] and second[names[1]] != first[names[1]]
 
-    wait_for("both runs finish", lambda: record.is_complete(timed) and record.is_complete(cancelled), 300)
+    # a slot trains 15-45 s after the task's start-up: 2-4 slots
+    wait_for("both runs finish", lambda: record.is_complete(timed) and record.is_complete(cancelled), 600,
+             jobs=set(second.values()))
     for run_dir in (timed, cancelled):
         assert list(record.load_history(run_dir)["epoch"]) == list(range(1, epochs + 1))
     # the first run: never resubmitted, yet started again by Slurm after its time limit and continued
