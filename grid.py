@@ -5,6 +5,7 @@
     python grid.py MicroS --gpus 0,1,2,3              # local: one run per GPU at a time
     python grid.py synthetic_bench --per_gpu 2 --evaluate     # CPU: two runs at a time (make reproduce)
     python grid.py nabirds --cluster slurm --partition gpu --timeout_min 720   # a Slurm job array
+    python grid.py synthetic --cluster slurm --gpus_per_run 0 --cpus_per_run 1 --status   # where each run is
 
 Every run is a separate process of the dataset's training script (train.py,
 train_cifar100.py or train_nabirds.py) with its log in <record_dir>/logs/.
@@ -12,13 +13,19 @@ A finished run (outputs_test.npz and a config.json with an end time) is
 skipped, an interrupted one is continued with --resume, and one that another
 process is training now (its run folder's lock is held) is left to it.  A
 failed run does not stop the others; the table at the end says what happened
-to each run and the exit status is 1 when any failed.
+to each run and the exit status is 1 when any failed.  With --cluster slurm a
+run that a job of <record_dir>/logs/slurm/ledger.json still holds (queued or
+running) is not submitted again, and a task that reaches its time limit is
+requeued to continue (utils/slurm.py).
 """
 import argparse
+import contextlib
 import datetime
 import enum
+import io
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,13 +72,17 @@ class State(enum.Enum):
     ELSEWHERE = "running elsewhere"  # another process holds its lock
     DONE = "done"
     FAILED = "failed"
+    SUBMITTED = "submitted"  # --cluster slurm: submitted now
+    QUEUED = "queued"  # --cluster slurm: a job submitted before waits in the queue for it
+    NOT_SUBMITTED = "not submitted"  # --cluster slurm --status: no job has it (the next call submits it)
 
     def __str__(self):
         return self.value
 
 
-#: The states a run can end the grid in, in the report's order.
-REPORTED = (State.DONE, State.SKIPPED, State.FAILED, State.ELSEWHERE)
+#: The states a run can end the grid in, in the report's order (the last three only when a run has them).
+REPORTED = (State.DONE, State.SKIPPED, State.FAILED, State.ELSEWHERE, State.SUBMITTED, State.QUEUED,
+            State.NOT_SUBMITTED)
 
 
 @dataclass(frozen=True)
@@ -209,16 +220,21 @@ def not_started(run, what):
     return None
 
 
-def start(run, what, device_flags, log_path, env=None):
+def start(run, what, device_flags, log_path, env=None, ignored_signals=()):
     """Start the run's training process (``what``, its :func:`state`: continued with --resume where it has a
-    checkpoint), logging to ``log_path``; returns (process, log file)."""
+    checkpoint), logging to ``log_path``, with ``ignored_signals`` ignored; returns (process, log file)."""
     extra = {State.RESUME: ["--resume"], State.OVERWRITE: ["--overwrite"]}.get(what, [])
     argv = [sys.executable, os.path.join(HERE, run.script), *device_flags, *run.exec_argv, *extra]
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log = open(log_path, "a", encoding="utf-8")
     log.write(f"# {datetime.datetime.now().isoformat(timespec='seconds')} {shlex.join(argv)}\n")
     log.flush()
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log
+    def ignore():
+        for signum in ignored_signals:
+            signal.signal(signum, signal.SIG_IGN)
+
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            preexec_fn=ignore if ignored_signals else None), log
 
 
 def outcome(run, rc, what):
@@ -231,7 +247,7 @@ def outcome(run, rc, what):
     return State.FAILED, f"exit {rc}"
 
 
-def execute(run, log_path, device_flags, env=None):
+def execute(run, log_path, device_flags, env=None, ignored_signals=()):
     """Run one grid entry to the end (blocking; one task of a submitit job array): the same skip / resume /
     lock rule as the local runner.  Returns (state, seconds, detail)."""
     what = state(run.run_dir)
@@ -239,7 +255,7 @@ def execute(run, log_path, device_flags, env=None):
     if skipped:
         return skipped[0], 0.0, skipped[1]
     t0 = time.time()
-    proc, log = start(run, what, device_flags, log_path, env)
+    proc, log = start(run, what, device_flags, log_path, env, ignored_signals)
     with log:
         rc = proc.wait()
     status, detail = outcome(run, rc, what)
@@ -366,16 +382,13 @@ def run_submitit(args, runs, slurm_extra):
         import submitit
     except ImportError:
         raise UserError("--cluster needs submitit: pip install submitit (it is in requirements.txt)") from None
-    folder = os.path.abspath(os.path.join(args.record_dir, "logs", "submitit"))
-    executor = submitit.AutoExecutor(folder=folder, cluster=args.cluster)
-    if args.cluster == "slurm":
-        executor.update_parameters(**slurm_parameters(args, slurm_extra))
-        device_flags = ["--GPU", "0"] if args.gpus_per_run else ["--device", "cpu"]  # Slurm shows a task its GPUs
-    else:
-        executor.update_parameters(timeout_min=args.timeout_min, gpus_per_node=0)
-        device_flags = ["--device", "cpu"]
     # The array's workers import this module: make the project importable wherever they start.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
+    if args.cluster == "slurm":
+        return run_slurm(args, runs, slurm_extra)
+    folder = submitit_folder(args)
+    executor = submitit.AutoExecutor(folder=folder, cluster="local")
+    executor.update_parameters(timeout_min=args.timeout_min, gpus_per_node=0)
     results = {}
     for run in runs:  # finished runs, and runs another process trains now, are not submitted
         skipped = not_started(run, state(run.run_dir))
@@ -386,20 +399,126 @@ def run_submitit(args, runs, slurm_extra):
         print("nothing to submit: every run has finished or is running elsewhere")
         return results
     jobs = executor.map_array(execute, todo, [os.path.abspath(log_path_of(args, r)) for r in todo],
-                              [device_flags] * len(todo))
-    job_id = jobs[0].job_id.split("_")[0]
-    print(f"submitted job array {job_id}: {len(jobs)} runs ({len(results)} finished or running elsewhere, not "
-          f"submitted); submitit logs in {folder}, training logs in {os.path.join(args.record_dir, 'logs')}")
-    if args.cluster == "slurm":
-        print(f"when it has finished: python evaluate.py {args.record_dir} (the same grid.py command again "
-              f"resubmits only the runs that did not finish)")
-        return None
+                              [["--device", "cpu"]] * len(todo))
+    print_submitted(args, jobs, len(results))
     for run, job in tqdm(list(zip(todo, jobs)), desc=f"grid {args.dataset}", unit="run", disable=None):
         try:
             results[run.name] = job.result()
         except Exception as err:  # the task itself crashed (not the training run): report, go on
             results[run.name] = (State.FAILED, 0.0, f"{type(err).__name__}: {str(err).splitlines()[-1][:200]}")
     return results
+
+
+def submitit_folder(args):
+    return os.path.abspath(os.path.join(args.record_dir, "logs", "submitit"))
+
+
+def print_submitted(args, jobs, n_left):
+    print(f"submitted job array {jobs[0].job_id.split('_')[0]}: {len(jobs)} runs ({n_left} not submitted: "
+          f"finished, queued or running elsewhere); submitit logs in {submitit_folder(args)}, training logs in "
+          f"{os.path.join(args.record_dir, 'logs')}")
+
+
+def slurm_plan(runs, ledger):
+    """``(results, todo)``: the runs not to submit (finished, queued or running in the job the ledger names,
+    or trained by another process) with their (state, seconds, detail), and ``(run, its state, its last job's
+    JobState or None)`` for each run to submit."""
+    from utils import slurm
+
+    submitted = {name: entry["job"] for name, entry in ledger.entries().items()}
+    whats = {run.name: state(run.run_dir) for run in runs}
+    jobs = slurm.job_states([submitted[r.name] for r in runs if r.name in submitted
+                             and whats[r.name] is not State.SKIPPED])
+    results, todo = {}, []
+    for run in runs:
+        what, job = whats[run.name], jobs.get(submitted.get(run.name))
+        if what is not State.SKIPPED and job is not None and job.live:
+            results[run.name] = (State.QUEUED if job.state == "PENDING" else State.ELSEWHERE, 0.0, job.describe())
+        elif (skipped := not_started(run, what)) is not None:
+            results[run.name] = (skipped[0], 0.0, skipped[1])
+        else:
+            todo.append((run, what, job))
+    return results, todo
+
+
+def run_slurm(args, runs, slurm_extra):
+    """Submit one job array with a task per run that has no live job in the ledger and that nobody trains; with
+    --status, submit nothing and say where every run is."""
+    from utils import slurm
+
+    ledger = slurm.Ledger(args.record_dir)
+    with ledger:
+        results, todo = slurm_plan(runs, ledger)
+        if args.status:
+            for run, what, job in todo:
+                last = f"last {job.describe()}; " if job else ""
+                then = "resumes it" if what is State.RESUME else "submits it"
+                results[run.name] = (State.NOT_SUBMITTED, 0.0, f"{last}the next grid.py call {then}")
+            return results
+        if not todo:
+            print("nothing to submit: every run has finished, is queued or is running elsewhere")
+            return results
+        todo = [run for run, _, _ in todo]
+        jobs = submit_array(args, todo, slurm_extra)
+        ledger.add({run.name: job.job_id for run, job in zip(todo, jobs)})
+    print_submitted(args, jobs, len(results))
+    for run, job in zip(todo, jobs):
+        results[run.name] = (State.SUBMITTED, 0.0, f"Slurm job {job.job_id}")
+    print(f"python grid.py {shlex.join(args.argv)} --status lists the runs still queued with Slurm's reason; "
+          f"when all have finished: python evaluate.py {args.record_dir}")
+    return results
+
+
+def submit_array(args, runs, slurm_extra):
+    """sbatch one array task per run, each requeued at its time limit (or on preemption) up to --max_requeue
+    times, after checking the request against the partition's largest node; returns submitit's jobs."""
+    import submitit
+
+    from utils import slurm
+
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise UserError("--cluster slurm: sbatch/srun are not on PATH; run grid.py where Slurm's commands are "
+                        "(a login node), or drop --cluster slurm")
+    part = slurm.partition(args.partition)
+    if part is not None:
+        slurm.check_request(part, args.cpus_per_run, args.gpus_per_run, args.timeout_min, slurm_extra.get("slurm_mem"))
+    executor = submitit.AutoExecutor(folder=submitit_folder(args), cluster="slurm",
+                                     slurm_max_num_timeout=args.max_requeue)
+    executor.update_parameters(**slurm_parameters(args, slurm_extra))
+    if "slurm_setup" not in slurm_extra:  # as many threads as CPUs granted (torch would take the node's)
+        executor.update_parameters(slurm_setup=[f"export OMP_NUM_THREADS={args.cpus_per_run} "
+                                                f"MKL_NUM_THREADS={args.cpus_per_run}"])
+    if "slurm_signal_delay_s" not in slurm_extra:
+        executor.update_parameters(slurm_signal_delay_s=signal_delay(args.timeout_min))
+    device_flags = ["--GPU", "0"] if args.gpus_per_run else ["--device", "cpu"]  # Slurm shows a task its GPUs
+    n = len(runs)
+    # The training process ignores the time-limit signal (it trains on until the requeue stops it): submitit's
+    # handler in the task checkpoints the call (RequeuedTask) and requeues the task.
+    try:  # submitit prints sbatch's complaint before it raises: the one line below is enough
+        with contextlib.redirect_stderr(io.StringIO()):
+            return executor.map_array(slurm.RequeuedTask(execute, args.max_requeue), runs,
+                                      [os.path.abspath(log_path_of(args, r)) for r in runs],
+                                      [device_flags] * n, [None] * n, [(slurm.REQUEUE_SIGNAL,)] * n)
+    except submitit.core.utils.UncompletedJobError as err:
+        raise UserError(f"sbatch refused the job array ({slurm.last_error(str(err))}); a task asked for "
+                        f"{slurm_request(args, slurm_extra)}: change these to what the partition has (sinfo), "
+                        f"e.g. --gpus_per_run 0 where it has no GPUs") from None
+
+
+def signal_delay(timeout_min):
+    """Seconds before the time limit at which Slurm is to signal a task (sbatch --signal): submitit's 90, less
+    for short limits.  Slurm checks limits every 30 s and sends the signal at the first check with at most
+    delay + 30 s left, so the delay leaves the task 20 s to start (and install submitit's handler: a signal
+    before it kills the task) and itself 10 s or more to requeue."""
+    return max(10, min(90, timeout_min * 60 - 50))
+
+
+def slurm_request(args, slurm_extra):
+    """``"--partition gpu --gpus_per_run 1 --cpus_per_run 8 --timeout_min 1440 --slurm_mem 32G"``: the flags
+    that say what one array task asks Slurm for."""
+    flags = {"partition": args.partition, "gpus_per_run": args.gpus_per_run, "cpus_per_run": args.cpus_per_run,
+             "timeout_min": args.timeout_min, **slurm_extra}
+    return " ".join(f"--{k} {v}" for k, v in flags.items() if v is not None)
 
 
 # ----------------------------------------------------------------------------- report
@@ -412,7 +531,8 @@ def report(args, runs, results):
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     counts = table["status"].value_counts()
-    print(", ".join(f"{counts.get(str(s), 0)} {s}" for s in REPORTED) +
+    shown = [s for i, s in enumerate(REPORTED) if i < 4 or counts.get(str(s), 0)]
+    print(", ".join(f"{counts.get(str(s), 0)} {s}" for s in shown) +
           f"; training time {table['minutes'].sum():.1f} min")
     return int(counts.get(str(State.FAILED), 0))
 
@@ -456,6 +576,12 @@ def build_parser():
     g.add_argument("--cpus_per_run", type=int, default=8, help="CPUs per array task (default 8)")
     g.add_argument("--timeout_min", type=int, default=24 * 60, help="time limit per task, minutes (default 1440)")
     g.add_argument("--max_parallel", type=int, default=16, help="array tasks running at once (default 16)")
+    g.add_argument("--max_requeue", type=int, default=3,
+                   help="times a Slurm task that reaches its time limit or is preempted is requeued to continue "
+                        "(--resume) before it counts as failed (default 3)")
+    g.add_argument("--status", action="store_true",
+                   help="with --cluster slurm: submit nothing; list every run as finished, queued (with Slurm's "
+                        "reason), running or not submitted")
     return p
 
 
@@ -466,6 +592,11 @@ def main(argv=None):
     slurm_extra = parse_slurm_extra(unknown)
     if slurm_extra and args.cluster != "slurm":
         raise UserError(f"--{next(iter(slurm_extra))} is a Slurm parameter: add --cluster slurm or drop it")
+    if args.status and args.cluster != "slurm":
+        raise UserError("--status reports the Slurm jobs of a grid: add --cluster slurm")
+    if args.max_requeue < 0:
+        raise UserError(f"--max_requeue must be 0 or more, got {args.max_requeue}")
+    args.argv = argv  # for the --status hint
     runs = plan(args)
     if args.print:
         gpu = (args.gpus or "0").split(",")[0]
@@ -477,10 +608,13 @@ def main(argv=None):
     print(f"grid {args.dataset}: {len(runs)} runs ({len(runs) // n_seeds} configurations x {n_seeds} seeds) "
           f"-> {args.record_dir}")
     results = run_submitit(args, runs, slurm_extra) if args.cluster else run_local(args, runs)
-    if results is None:
-        return 0
     failed = report(args, runs, results)
-    if args.evaluate:
+    waiting = sum(st in (State.SUBMITTED, State.QUEUED, State.NOT_SUBMITTED) or (st is State.ELSEWHERE and
+                                                                              args.cluster == "slurm")
+                  for st, _, _ in results.values())
+    if args.evaluate and waiting:
+        print(f"{waiting} run(s) not finished yet: evaluate when they have (python evaluate.py {args.record_dir})")
+    elif args.evaluate:
         if failed:
             print(f"{failed} run(s) failed: evaluating the finished ones")
         if evaluate(args) != 0:
