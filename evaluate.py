@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from utils import record
-from utils.errors import UserError, exit_on_user_error
+from utils.errors import ArgumentParser, UserError, exit_on_user_error
 from utils.evaluation import inspect as inspect_weights
 from utils.evaluation.measures import N_PERM, evaluate_outputs
 from utils.evaluation.summary import summarise, summary_markdown, summary_row
@@ -29,7 +29,7 @@ from utils.io import write_dataframe_csv, write_npz, write_text
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="evaluate.py",
         description=__doc__.split("\n\n")[0].strip()
         + " Computes the hierarchical-inference, hierarchy-informed classification and retrieval"

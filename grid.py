@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from datasets import registry
 from utils import lock, record
-from utils.errors import UserError, exit_on_user_error
+from utils.errors import ArgumentParser, UserError, did_you_mean, exit_on_user_error
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -320,13 +320,15 @@ def slurm_parameters(args, extra):
     return params
 
 
-def parse_slurm_extra(unknown):
-    """``--slurm_mem 32G --slurm_qos=high`` -> {"slurm_mem": "32G", "slurm_qos": "high"}; anything else refused."""
+def parse_slurm_extra(unknown, known=()):
+    """``--slurm_mem 32G --slurm_qos=high`` -> {"slurm_mem": "32G", "slurm_qos": "high"}; anything else refused
+    (naming the nearest of the ``known`` flags)."""
     extra, i = {}, 0
     while i < len(unknown):
         token = unknown[i]
         if not token.startswith("--slurm_"):
-            raise UserError(f"unknown option {token!r}; see python grid.py --help")
+            raise UserError(f"unknown option {token!r}{did_you_mean(token.split('=')[0], known)}; "
+                            "see python grid.py --help")
         key, eq, value = token[2:].partition("=")
         if not eq:
             if i + 1 >= len(unknown) or unknown[i + 1].startswith("--"):
@@ -401,14 +403,14 @@ def evaluate(args):
 
 # ----------------------------------------------------------------------------- main
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="configurations (for --only/--skip): " + ", ".join(CONFIG_NAMES) +
-                                "\nper-dataset flags: " + "; ".join(f"{e.name}: {e.script} {e.grid_flags}"
-                                                                     for e in registry.REGISTRY.values())
-                                + f"; any other name: {registry.TAXONOMY_FOLDER.script} "
-                                  f"{registry.TAXONOMY_FOLDER.grid_flags}. All runs: {DISTANCE}."
-                                + "\nwith --cluster slurm, any --slurm_<name> VALUE is passed to submitit as slurm_<name> "
-                                  "(e.g. --slurm_mem 32G --slurm_qos high)")
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="configurations (for --only/--skip): " + ", ".join(CONFIG_NAMES) +
+                       "\nper-dataset flags: " + "; ".join(f"{e.name}: {e.script} {e.grid_flags}"
+                                                   for e in registry.REGISTRY.values())
+                       + f"; any other name: {registry.TAXONOMY_FOLDER.script} "
+                         f"{registry.TAXONOMY_FOLDER.grid_flags}. All runs: {DISTANCE}."
+                       + "\nwith --cluster slurm, any --slurm_<name> VALUE is passed to submitit as slurm_<name> "
+                         "(e.g. --slurm_mem 32G --slurm_qos high)")
     p.add_argument("dataset", help="MicroS, MicroL, MesoZ, cifar100, nabirds, synthetic, synthetic_bench, "
                                    "synthetic_bench_hard, or a taxonomy folder under --data_root")
     p.add_argument("--seeds", default="1-5", help="seeds, a range or a list (default 1-5, the paper's)")
@@ -438,8 +440,9 @@ def build_parser():
 @exit_on_user_error
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args, unknown = build_parser().parse_known_args(argv)
-    slurm_extra = parse_slurm_extra(unknown)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    slurm_extra = parse_slurm_extra(unknown, parser.option_names())
     if slurm_extra and args.cluster != "slurm":
         raise UserError(f"--{next(iter(slurm_extra))} is a Slurm parameter: add --cluster slurm or drop it")
     runs = plan(args)

@@ -5,17 +5,16 @@ one summary line and the class paths; a bad input ends with one line naming
 the problem and exit status 2.  NAME is ``cifar100``, ``nabirds``, ``synthetic``,
 ``MicroS``, ``MicroL``, ``MesoZ`` or any taxonomy folder under the data root.
 """
-import argparse
 import os
 
-from utils.errors import exit_on_user_error
+from utils.errors import ArgumentParser, exit_on_user_error
 
 
 @exit_on_user_error
 def main(argv=None):
     import datasets
 
-    parser = argparse.ArgumentParser(prog="python -m datasets", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m datasets", description=__doc__.splitlines()[0])
     parser.add_argument("dataset")
     parser.add_argument("--data_root", default=None)
     parser.add_argument("--use_val", action="store_true")

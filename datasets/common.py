@@ -289,6 +289,11 @@ class _SplitDataset(torch.utils.data.Dataset):
         return len(self.indices)
 
     @property
+    def in_memory(self):
+        """True when the items are slices of one tensor of decoded images (no file is opened per item)."""
+        return getattr(self, "cache", None) is not None or getattr(self, "images", None) is not None
+
+    @property
     def targets(self):
         """The labels of this split, in item order (int64)."""
         return self.labels[self.indices]

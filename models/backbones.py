@@ -56,14 +56,13 @@ feature map must divide into 7 x 7 windows: 224 works).  Given ``image_size``,
 any torchvision backbone is tried once on a blank image, so that a size it
 cannot take is refused in one line before training starts.
 """
-import difflib
 import os
 
 import torch
 import torch.nn as nn
 import torchvision
 
-from utils.errors import UserError
+from utils.errors import UserError, did_you_mean
 
 BACKBONES = ("inception", "resnet50", "resnet18", "simple")
 PRETRAINED = {
@@ -115,10 +114,8 @@ def check_backbone_name(name):
     """``name`` when it is a backbone (:data:`ALL_BACKBONES`), else a UserError with the nearest names."""
     if name in ALL_BACKBONES:
         return name
-    near = difflib.get_close_matches(str(name).lower(), ALL_BACKBONES, n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(near)}? " if near else ""
-    raise UserError(f"unknown backbone {name!r}; {hint}choose {', '.join(BACKBONES)} or any "
-                    "torchvision.models classification model name (torchvision.models.list_models())")
+    raise UserError(f"unknown backbone {name!r}{did_you_mean(name, ALL_BACKBONES)}; choose {', '.join(BACKBONES)} "
+                    "or any torchvision.models classification model name (torchvision.models.list_models())")
 
 
 def _fresh_conv_like(conv, in_channels):

@@ -173,7 +173,7 @@ def test_pretrained_vit_position_embeddings_follow_the_image_size(monkeypatch):
     ("vit_b_16", None, "built for one image size"),
     ("maxvit_t", 64, "cannot take 64 x 64 images .*--resize 224"),
     ("alexnet", 32, "cannot take 32 x 32 images .*larger --resize"),
-    ("resnet5", 32, "unknown backbone 'resnet5'; did you mean resnet50"),
+    ("resnet5", 32, r"unknown backbone 'resnet5' \(did you mean resnet50\?\)"),
     ("ConvNext_Tiny", 32, "did you mean convnext_tiny"),
 ])
 def test_bad_backbone_or_size_is_one_line(name, size, message):

@@ -8,14 +8,13 @@ One column per run (headed by its method), one row per measure: test accuracy,
 corr_mean_W and its permutation p-value, rf_taxonomy_W, AHD@5 (ahd5_W), and
 how far W moved from its initialisation (w_init_cos from config.json).
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils import record  # noqa: E402
-from utils.errors import UserError, exit_on_user_error  # noqa: E402
+from utils.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
 
 ROWS = (
     ("acc_W", "test accuracy (W)", "higher is better"),
@@ -62,7 +61,7 @@ def table(runs):
 
 @exit_on_user_error
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="evaluated run folders, or folders of them")
     args = p.parse_args(argv)
     print(table(find_runs(args.runs)))
