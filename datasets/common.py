@@ -91,12 +91,13 @@ class DataSplits:
         return pd.concat(frames, ignore_index=True)
 
     def summary(self):
-        """One line: name, classes, levels and split sizes."""
+        """One line: name, classes, levels, split sizes and where the split came from."""
         val = "-" if self.val is None else str(len(self.val))
         return (
             f"{self.name}: {self.n_classes} classes, {self.hierarchy.n_levels} levels, "
             f"train {len(self.train)} / val {val} / test {len(self.test)} images, "
             f"{self.in_channels}x{self.image_size}x{self.image_size}"
+            + (f", split: {self.split_source}" if self.split_source else "")
         )
 
 

@@ -33,7 +33,7 @@ from datasets.common import (
     require_folder,
     split_warnings,
 )
-from utils.errors import UserError
+from utils.errors import UserError, did_you_mean
 from utils.hierarchy import Hierarchy
 from utils.record import SPLIT as SPLIT_FILE
 
@@ -257,6 +257,14 @@ def split_folder_parts(classes, folder):
     return {key: SPLIT_FOLDERS[key[0]] for key in classes}
 
 
+def class_paths(folder, classes=None):
+    """The sorted class paths of a taxonomy folder (``classes``: its :func:`scan_taxonomy`, read when None), the
+    tree below its split folders when it has them, and ``{class key: part}`` (None without split folders)."""
+    classes = scan_taxonomy(folder) if classes is None else classes
+    parts = split_folder_parts(classes, folder)
+    return order_classes(key[1:] if parts else key for key in classes)[0], parts
+
+
 def load_taxonomy_folder(folder, *, name=None, gray=False, resize=128, use_val=False, seed=0, cache=None):
     """Read a taxonomy-folder dataset (docs/datasets.md); returns :class:`DataSplits`.
 
@@ -281,9 +289,9 @@ def load_taxonomy_folder(folder, *, name=None, gray=False, resize=128, use_val=F
     empty = empty_folders(classes, folders)
     notes = [f"{len(empty)} empty folder(s) (no images, so no class): "
              + ", ".join("/".join(f) for f in empty)] if empty else []
-    parts = split_folder_parts(classes, folder)
+    paths, parts = class_paths(folder, classes)
+    index = {tuple(p): i for i, p in enumerate(paths)}
     class_of = {key: key[1:] if parts else key for key in classes}  # split folders: the tree below them
-    paths, index = order_classes(class_of.values())
     files, labels, part = [], [], []
     for key in sorted(classes):
         files.extend(classes[key])
@@ -558,6 +566,14 @@ def find_csv_description(folder):
 
 
 # ------------------------------------------------------------------ plankton
+def dataset_folders(data_root):
+    """The (non-hidden) folders in ``data_root``: the taxonomy-folder datasets there (none when it is unreadable)."""
+    try:
+        return sorted(e.name for e in os.scandir(data_root) if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return []
+
+
 def load_plankton(data_root, name, *, use_val=False, seed=0, resize=None, gray=None, cache=None):
     """``<data_root>/<name>/`` as a plankton / taxonomy dataset (docs/datasets.md).
 
@@ -580,6 +596,11 @@ def load_plankton(data_root, name, *, use_val=False, seed=0, resize=None, gray=N
     entry = registry.get(name)
     resize = entry.resize if resize is None else resize
     gray = entry.gray if gray is None else gray
+    if not os.path.isdir(folder):
+        near = did_you_mean(name, list(registry.REGISTRY) + dataset_folders(data_root))
+        if near:
+            raise UserError(f"dataset folder for {name} {folder} does not exist{near}; check the name's spelling "
+                            "and case, or point --data_root at the folder that holds it")
     require_folder(
         folder, f"dataset folder for {name}",
         f"put the dataset there (one sub-folder per class) or point --data_root at the folder that holds {name}/",

@@ -10,23 +10,8 @@ from datasets.taxonomy import SPLIT_FILE
 from tests import fakes
 from utils.errors import UserError
 
-# split folder -> class path -> number of images
-LAYOUT = {
-    "train": {("cat",): 3, ("dog",): 2, ("bird", "owl"): 2},
-    "val": {("cat",): 1, ("dog",): 1, ("bird", "owl"): 1},
-    "test": {("cat",): 2, ("dog",): 1, ("bird", "owl"): 1},
-}
-
-
-def write_split_folders(root, layout=LAYOUT, name="MyData"):
-    """``<root>/<name>/<split>/<class path>/img_k.png``; returns the dataset folder."""
-    folder = os.path.join(os.fspath(root), name)
-    for split, classes in layout.items():
-        for path, n in classes.items():
-            os.makedirs(os.path.join(folder, split, *path), exist_ok=True)
-            for k in range(n):
-                Image.new("RGB", (6 + k, 5), (40 * k, 10, 200)).save(os.path.join(folder, split, *path, f"img_{k}.png"))
-    return folder
+LAYOUT = fakes.FAKE_SPLIT_LAYOUT
+write_split_folders = fakes.write_split_folders
 
 
 def part_files(part, folder):

@@ -167,7 +167,11 @@ def classification_metrics(scores, labels, hierarchy):
 
 # ------------------------------------------------------------ everything
 def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_bytes=16 << 20, workers=None):
-    """All measures of one run from its config, hierarchy and outputs arrays."""
+    """All measures of one run from its config, hierarchy and outputs arrays.
+
+    ``outputs`` needs ``labels``; every other array adds its measures (scores: classification,
+    representatives / prototypes: hierarchical inference, embeddings: retrieval) and is skipped when absent
+    (``evaluate.py --outputs``; a record has them all)."""
     distance = str(config.get("distance", "euc"))
     beta = float(config.get("beta", 1.0) if config.get("beta") is not None else 1.0)
     labels = outputs["labels"]
@@ -184,18 +188,20 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
         frames.append(table.assign(scores=suffix))
         confusion.update({f"{suffix}_{k}": v for k, v in cms.items()})
 
-    result = Evaluation(metrics, None, confusion, None)
+    result = Evaluation(metrics, None, confusion, np.zeros(0))
     reference = reference_trees(hierarchy)
     for suffix, key in [("W", "representatives"), ("proto", "prototypes")]:
-        add_representation(result, suffix, outputs[key], hierarchy, distance, living, n_perm, seed, reference)
+        if key in outputs:
+            add_representation(result, suffix, outputs[key], hierarchy, distance, living, n_perm, seed, reference)
     add_reference_trees(result, hierarchy)
 
-    sim = hierarchy.similarities(distance, beta)
-    curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
-    for k in ret_m.HS_REPORTED:
-        metrics[f"hs@{k}"] = _maybe(curve[k - 1]) if k <= curve.size else None
-    metrics["ahs250"] = _maybe(ret_m.ahs(curve))
-    result.hs = curve
+    if "embeddings" in outputs:
+        sim = hierarchy.similarities(distance, beta)
+        curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
+        for k in ret_m.HS_REPORTED:
+            metrics[f"hs@{k}"] = _maybe(curve[k - 1]) if k <= curve.size else None
+        metrics["ahs250"] = _maybe(ret_m.ahs(curve))
+        result.hs = curve
 
     columns = ["scores", "level", "group", "name", "support", "predicted", "correct", "precision", "recall", "f1"]
     result.per_class = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)

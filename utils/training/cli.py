@@ -26,6 +26,7 @@ def build_parser(description: str, entry: DatasetEntry, epilog: str = None) -> a
     """The flags every training script has, with ``entry``'s defaults (``--lr`` and ``--num_workers``: None,
     resolved per backbone and dataset by :meth:`RunConfig.from_flags`)."""
     p = ArgumentParser(
+        prog=entry.script,
         description=description,
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -38,6 +38,10 @@ def train(config: RunConfig, load) -> str:
     """Train the run ``config`` describes; ``load(config)`` returns a ``datasets.DataSplits``.  Returns the run folder."""
     with ck.locked_run_dir(config.run_dir, config.resume, config.overwrite) as run_dir, \
             deterministic_mode(config.deterministic):
+        if config.resume and record.is_complete(run_dir):
+            print(f"nothing to do: {run_dir} has finished (its outputs and config.json end time are written); "
+                  f"evaluate it with python evaluate.py {run_dir}, or train it again with --overwrite")
+            return run_dir
         device = resolve_device(config)
         start = _now()
         data = load_data(config, load)  # bad data stop the run here, before anything is written
@@ -49,7 +53,12 @@ def train(config: RunConfig, load) -> str:
         log.info(data.summary())
         for line in data.warnings:
             log.warning(f"warning: {line}")
-        parts = build_parts(config, data, device, log)
+        try:
+            parts = build_parts(config, data, device, log)
+        except UserError:  # a backbone that cannot take the images, weights that cannot be had: leave nothing
+            if not config.resume:
+                ck.empty_run_dir(run_dir)
+            raise
         meta = dict(config.as_dict(), run_name=config.run_name, n_classes=data.n_classes, n_train=len(data.train),
                     n_val=None if data.val is None else len(data.val), n_test=len(data.test),
                     split_source=data.split_source, warnings=list(data.warnings), num_workers_used=workers,
