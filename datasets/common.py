@@ -53,7 +53,8 @@ class DataSplits:
     #: / ``test/<row>`` (row in the official file) for CIFAR-100.
     image_ids: Optional[dict] = None
     #: Where the split came from: ``"random"`` (the paper's seeded draw), ``"folders"`` (train/val/test
-    #: folders), ``"split.csv"`` (the dataset's split file) or ``"given"`` (chosen by the loader's caller).
+    #: folders), ``"split.csv"`` (the dataset's split file), ``"official"`` (CIFAR-100's test file, NABirds'
+    #: train_test_split.txt) or ``"given"`` (chosen by the loader's caller).
     split_source: Optional[str] = None
     #: Problems with the data that do not stop a run (empty folders, classes missing from a split, ...), one line each.
     warnings: list = field(default_factory=list)

@@ -180,3 +180,15 @@ def test_bad_backbone_or_size_is_one_line(name, size, message):
     with pytest.raises(UserError, match=message) as err:
         build_backbone(name, 1, pretrained=False, image_size=size)
     assert "\n" not in str(err.value)
+
+
+def test_docs_backbones_lists_every_family_with_its_paths():
+    import os
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "backbones.md"), encoding="utf-8") as fh:
+        rows = [line for line in fh if line.startswith("| `")]
+    for fam, (first, classifier) in FAMILIES.items():
+        row = next((r for r in rows if r.startswith(f"| `{fam}`")), None)
+        assert row is not None, fam
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[1].startswith(f"`{first}`") and cells[2].startswith(f"`{classifier}`"), fam

@@ -238,3 +238,16 @@ def test_every_parser_takes_whole_flag_names_only():
     parser = ArgumentParser(prog="x")
     parser.add_argument("--epochs", type=int)
     assert parser.parse_known_args(["--epoch", "3"])[1] == ["--epoch", "3"]  # not taken as --epochs
+
+
+def test_the_python_route_in_docs_evaluate_runs_and_agrees_with_the_measures():
+    with open(os.path.join(ROOT, "docs", "evaluate.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope = {}
+    exec(compile(code, "docs/evaluate.md", "exec"), scope)  # noqa: S102 - the repository's own documentation
+    labels, scores = scope["labels"], scope["scores"]
+    assert scope["measures"]["acc"] == np.mean(scores.argmax(1) == labels)
+    assert scope["result"].metrics["acc_W"] == pytest.approx(scope["measures"]["acc"])
+    assert scope["result"].metrics["n_test"] == 4 and "corr_mean_W" not in scope["result"].metrics
+    assert scope["h"].distances[0, 1] == 2 and scope["h"].distances[0, 2] == 4  # d_T: edges through the tree
