@@ -4,6 +4,7 @@
     python evaluate.py record/                      every run in a folder of runs
     python evaluate.py record/a_seed1 record/a_seed2 --last
     python evaluate.py --weights FILE --hierarchy FILE   any classifier's class vectors (docs/evaluate.md)
+    python evaluate.py --outputs FILE.npz --hierarchy FILE   any model's test outputs (docs/evaluate.md)
 
 For each run this writes, into the run folder: metrics.json (flat name: value),
 metrics.csv, per_class.csv, confusion.npz, hs_curve.csv, Newick trees
@@ -21,18 +22,20 @@ import pandas as pd
 from tqdm import tqdm
 
 from utils import record
-from utils.errors import UserError, exit_on_user_error
+from utils.errors import ArgumentParser, UserError, exit_on_user_error
 from utils.evaluation import inspect as inspect_weights
 from utils.evaluation.chance import NULL_REASON
 from utils.evaluation.measures import N_PERM, evaluate_outputs
+from utils.evaluation.outputs import load_model_outputs
 from utils.evaluation.summary import summarise, summary_markdown, summary_row
-from utils.io import write_dataframe_csv, write_npz, write_text
+from utils.evaluation.weights import load_hierarchy
+from utils.io import write_dataframe_csv, write_json, write_npz, write_text
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="evaluate.py",
         description=__doc__.split("\n\n")[0].strip()
         + " Computes the hierarchical-inference, hierarchy-informed classification and retrieval"
@@ -75,8 +78,30 @@ def parse_args(argv=None):
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary table, no per-run block")
     inspect_weights.add_arguments(parser)
+    g = parser.add_argument_group(
+        "evaluate any model's test outputs (instead of RUN)",
+        "python evaluate.py --outputs FILE.npz --hierarchy FILE [--distance euc|arccos] [--out DIR]; "
+        "--hierarchy, --data_root and --out as for --weights",
+    )
+    g.add_argument("--outputs", metavar="FILE",
+                   help="an .npz with labels [N] and scores [N, C], optionally embeddings [N, D], representatives "
+                        "[C, D], prototypes, scores_proto (docs/evaluate.md); default --out: evaluate_<file name>")
+    g.add_argument("--distance", choices=("euc", "arccos"), default=None,
+                   help="distance between normalised vectors for the representation and retrieval measures "
+                        "(default euc)")
+    g.add_argument("--beta", type=float, default=None, help="beta of the tree-distance transform (default 1)")
     args = parser.parse_args(argv)
-    inspect_weights.check_arguments(parser, args)
+    if args.outputs is None:
+        given = [f"--{n}" for n in ("distance", "beta") if getattr(args, n) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} only go with --outputs")
+        inspect_weights.check_arguments(parser, args)
+    elif args.runs or args.weights is not None:
+        parser.error("give --outputs alone, not with RUN folders or --weights")
+    elif args.hierarchy is None:
+        parser.error("--outputs needs --hierarchy (a hierarchy CSV, or a dataset name with --data_root)")
+    elif args.key is not None or args.last or args.summary_dir is not None:
+        parser.error("--key, --last and --summary_dir do not go with --outputs")
     if args.n_perm < 0:
         parser.error("--n_perm must be >= 0")
     if args.workers is not None and args.workers < 1:
@@ -127,7 +152,8 @@ def write_run_files(run, result, last, plots):
     write_dataframe_csv(out(record.HS_CURVE_CSV), pd.DataFrame(curve))
     trees = {"W": record.TREE_W, "proto": record.TREE_PROTO, "true": record.TREE_TRUE, "taxonomy": record.TREE_TAXONOMY}
     for kind, name in trees.items():
-        write_text(out(name), result.newick[kind])
+        if kind in result.newick:  # the W and proto trees need the representatives / prototypes
+            write_text(out(name), result.newick[kind])
     if not plots:
         return
     from utils.evaluation import plots as P
@@ -135,7 +161,7 @@ def write_run_files(run, result, last, plots):
     distance = str(run.config.get("distance", "euc"))
     name = run.name + (" (last epoch)" if last else "")
     names = {"W": "W", "proto": "prototypes"}
-    for kind in ("W", "proto") if run.hierarchy.n_classes >= 2 else ():
+    for kind in [k for k in ("W", "proto") if k in result.linkage] if run.hierarchy.n_classes >= 2 else ():
         P.plot_trees(out(f"tree_{kind}.png"), result.linkage[kind], result.linkage["true"], run.hierarchy,
                      names[kind], distance=distance, run=name)
         P.plot_distances(out(f"distances_{kind}.png"), result.distances[kind], run.hierarchy, names[kind], distance,
@@ -195,11 +221,38 @@ def summary_folder(run_dirs, explicit):
     return os.path.commonpath(parents)
 
 
+def evaluate_model_outputs(args):
+    """``--outputs``: any model's test outputs against a hierarchy, measured and written as a run's evaluation
+    (metrics.json, metrics.csv, per_class.csv, ...) into ``--out``, with source.json naming what was read."""
+    hierarchy, dataset = load_hierarchy(args.hierarchy, args.data_root)
+    arrays = load_model_outputs(args.outputs, hierarchy.n_classes)
+    config = {"dataset": dataset, "distance": args.distance or "euc", "beta": 1.0 if args.beta is None else args.beta}
+    stem = os.path.splitext(os.path.basename(os.path.normpath(args.outputs)))[0]
+    out = args.out or f"evaluate_{stem}"
+    result = evaluate_outputs(config, hierarchy, arrays, n_perm=args.n_perm, seed=args.perm_seed,
+                              block_bytes=args.block_mb << 20, workers=args.workers)
+    run = record.Run(out, stem, config, hierarchy, None, arrays, os.path.abspath(args.outputs))
+    source = dict(config, outputs=os.path.abspath(args.outputs), arrays=sorted(arrays),
+                  hierarchy=args.hierarchy if args.data_root else os.path.abspath(args.hierarchy),
+                  n_perm=args.n_perm, perm_seed=args.perm_seed)
+    try:
+        write_run_files(run, result, False, plots=not args.no_plots)
+        write_json(os.path.join(out, inspect_weights.SOURCE_JSON), source)
+    except OSError as err:
+        raise UserError(f"cannot write the results into {out}: {err.strerror or err}; choose another --out") from None
+    if not args.quiet:
+        print(run_block(run, result.metrics))
+    print(f"written to {out}/ ({record.METRICS_JSON}, {record.METRICS_CSV}, {record.PER_CLASS_CSV}, ...)")
+    return 0
+
+
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
     if args.weights is not None:
         return inspect_weights.run(args)
+    if args.outputs is not None:
+        return evaluate_model_outputs(args)
     skipped = []
     wanted = (record.OUTPUTS_TEST, record.OUTPUTS_TEST_LAST) if args.last else record.OUTPUTS_TEST
     run_dirs = record.find_runs(args.runs, outputs=wanted, skipped=skipped)

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from datasets import registry
 from utils import lock, record
-from utils.errors import UserError, exit_on_user_error
+from utils.errors import ArgumentParser, UserError, did_you_mean, exit_on_user_error
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -130,13 +130,33 @@ def select_configs(only, skip):
     return configs
 
 
+#: Flags the grid sets itself, refused in --extra, with what to use instead.
+GRID_SET = {"--dataset": "the grid's DATASET argument", "--seed": "--seeds", "--data_root": "grid.py --data_root",
+            "--record_dir": "grid.py --record_dir", "--device": "--gpus", "--GPU": "--gpus",
+            "--resume": "nothing: the grid resumes interrupted runs itself",
+            "--overwrite": "nothing: the grid decides per run", "--distance": "nothing: every run of the grid is euc",
+            **{flag: "--only/--skip" for _, flags in CONFIGS for flag in flags.split() if flag.startswith("--")}}
+
+
+def check_extra(extra, entry):
+    """``--extra``'s flags, refusing those the grid sets itself (:data:`GRID_SET` and the dataset's grid flags)."""
+    tokens = shlex.split(extra or "")
+    own = {flag: f"nothing: the paper's grid sets it for {entry.name}" for flag in entry.grid_flags.split()
+           if flag.startswith("--")}
+    for token in tokens:
+        flag = token.split("=")[0]
+        if flag in GRID_SET or flag in own:
+            raise UserError(f"--extra {flag}: grid.py sets {flag} itself; use {GRID_SET.get(flag) or own[flag]}")
+    return tokens
+
+
 def training_argv(dataset, config_flags, seed, args):
     """The training script's arguments for one run (no device: the runner adds it)."""
     entry = registry.get(dataset)
     script = entry.script
     argv = [] if script != "train.py" else ["--dataset", dataset]
     argv += config_flags.split() + DISTANCE.split() + entry.grid_flags.split() + ["--seed", str(seed)]
-    argv += shlex.split(args.extra or "")
+    argv += check_extra(args.extra, entry)
     if args.data_root:
         argv += ["--data_root", args.data_root]
     if os.path.normpath(args.record_dir) != "record":
@@ -191,6 +211,18 @@ def plan(args):
     if len(set(names)) != len(names):
         raise UserError("two runs of the grid get the same run name; check --extra")
     return runs
+
+
+def check_dataset(run):
+    """Load the grid's dataset once, as its first run will (every image opened), before any run starts: a
+    mistyped name or a bad image stops the grid here with one line instead of failing every run."""
+    from utils.training.run import load_data
+
+    config = _script_module(run.script).parse_config(list(run.exec_argv))
+    data = load_data(config, registry.get(config.dataset).load)
+    print(f"dataset checked: {data.summary()}")
+    for line in data.warnings:
+        print(f"warning: {line}")
 
 
 def command(run, device_flags=()):
@@ -360,13 +392,15 @@ def slurm_parameters(args, extra):
     return params
 
 
-def parse_slurm_extra(unknown):
-    """``--slurm_mem 32G --slurm_qos=high`` -> {"slurm_mem": "32G", "slurm_qos": "high"}; anything else refused."""
+def parse_slurm_extra(unknown, known=()):
+    """``--slurm_mem 32G --slurm_qos=high`` -> {"slurm_mem": "32G", "slurm_qos": "high"}; anything else refused
+    (naming the nearest of the ``known`` flags)."""
     extra, i = {}, 0
     while i < len(unknown):
         token = unknown[i]
         if not token.startswith("--slurm_"):
-            raise UserError(f"unknown option {token!r}; see python grid.py --help")
+            raise UserError(f"unknown option {token!r}{did_you_mean(token.split('=')[0], known)}; "
+                            "see python grid.py --help")
         key, eq, value = token[2:].partition("=")
         if not eq:
             if i + 1 >= len(unknown) or unknown[i + 1].startswith("--"):
@@ -522,12 +556,27 @@ def slurm_request(args, slurm_extra):
 
 
 # ----------------------------------------------------------------------------- report
+def error_line(log_path, width=200):
+    """The reason a run failed, from its log: the last ``error:`` line (a user error), else the last line
+    (a traceback's exception), at most ``width`` characters; "" when the log cannot be read."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as fh:
+            lines = [line.strip() for line in fh if line.strip() and not line.startswith("# ")]
+    except OSError:
+        return ""
+    errors = [line for line in lines if line.startswith("error: ")]
+    return (errors or lines or [""])[-1][:width]
+
+
 def report(args, runs, results):
     rows = []
     for run in runs:
         status, seconds, detail = results[run.name]
-        rows.append(dict(run=run.name, status=str(status), minutes=round(seconds / 60, 2),
-                         note=detail if status is not State.FAILED else f"{detail}; log {log_path_of(args, run)}"))
+        if status is State.FAILED:
+            reason = error_line(log_path_of(args, run))
+            detail = f"{detail}: {reason}; log {log_path_of(args, run)}" if reason else \
+                f"{detail}; log {log_path_of(args, run)}"
+        rows.append(dict(run=run.name, status=str(status), minutes=round(seconds / 60, 2), note=detail))
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     counts = table["status"].value_counts()
@@ -545,14 +594,14 @@ def evaluate(args):
 
 # ----------------------------------------------------------------------------- main
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="configurations (for --only/--skip): " + ", ".join(CONFIG_NAMES) +
-                                "\nper-dataset flags: " + "; ".join(f"{e.name}: {e.script} {e.grid_flags}"
-                                                                     for e in registry.REGISTRY.values())
-                                + f"; any other name: {registry.TAXONOMY_FOLDER.script} "
-                                  f"{registry.TAXONOMY_FOLDER.grid_flags}. All runs: {DISTANCE}."
-                                + "\nwith --cluster slurm, any --slurm_<name> VALUE is passed to submitit as slurm_<name> "
-                                  "(e.g. --slurm_mem 32G --slurm_qos high)")
+    p = ArgumentParser(prog="grid.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="configurations (for --only/--skip): " + ", ".join(CONFIG_NAMES) +
+                       "\nper-dataset flags: " + "; ".join(f"{e.name}: {e.script} {e.grid_flags}"
+                                                   for e in registry.REGISTRY.values())
+                       + f"; any other name: {registry.TAXONOMY_FOLDER.script} "
+                         f"{registry.TAXONOMY_FOLDER.grid_flags}. All runs: {DISTANCE}."
+                       + "\nwith --cluster slurm, any --slurm_<name> VALUE is passed to submitit as slurm_<name> "
+                         "(e.g. --slurm_mem 32G --slurm_qos high)")
     p.add_argument("dataset", help="MicroS, MicroL, MesoZ, cifar100, nabirds, synthetic, synthetic_bench, "
                                    "synthetic_bench_hard, or a taxonomy folder under --data_root")
     p.add_argument("--seeds", default="1-5", help="seeds, a range or a list (default 1-5, the paper's)")
@@ -588,8 +637,9 @@ def build_parser():
 @exit_on_user_error(interrupted="interrupted; the same command resumes")
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args, unknown = build_parser().parse_known_args(argv)
-    slurm_extra = parse_slurm_extra(unknown)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    slurm_extra = parse_slurm_extra(unknown, parser.option_names())
     if slurm_extra and args.cluster != "slurm":
         raise UserError(f"--{next(iter(slurm_extra))} is a Slurm parameter: add --cluster slurm or drop it")
     if args.status and args.cluster != "slurm":
@@ -604,6 +654,7 @@ def main(argv=None):
         for run in runs:  # piped into head: exit_on_user_error ends quietly
             print(command(run, flags), flush=True)
         return 0
+    check_dataset(runs[0])
     n_seeds = len({run.seed for run in runs})
     print(f"grid {args.dataset}: {len(runs)} runs ({len(runs) // n_seeds} configurations x {n_seeds} seeds) "
           f"-> {args.record_dir}")

@@ -6,12 +6,12 @@
 
 The record goes to record/<run name>/; then run `python evaluate.py record/<run name>`.
 """
-import argparse
 import os
 
 from datasets import registry
 from utils.training import cli
 from utils.training.run import script_main
+from utils.errors import ArgumentParser
 
 SCRIPT = "train.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,7 +31,7 @@ def build(entry):
 
 def parse_config(argv, error=None):
     """The run's configuration as training sees it (grid.py names runs with it)."""
-    first = argparse.ArgumentParser(add_help=False)  # only to pick the dataset's defaults
+    first = ArgumentParser(add_help=False)  # only to pick the dataset's defaults
     first.add_argument("--dataset", default="synthetic")
     known, _ = first.parse_known_args(argv)
     entry = registry.entry_for_script(SCRIPT, known.dataset)

@@ -33,6 +33,7 @@ sys.path.insert(0, ROOT)
 from utils.hierarchy import Hierarchy  # noqa: E402
 from utils.evaluation.measures import evaluate_outputs  # noqa: E402
 from utils.evaluation.retrieval import default_workers, hs_curve  # noqa: E402
+from utils.errors import ArgumentParser, exit_on_user_error  # noqa: E402
 
 
 def cifar_like_hierarchy():
@@ -171,8 +172,9 @@ def child(n, seed=0):
     print(json.dumps({"n": n, "ours_all_measures_s": seconds, "peak_rss_gib": peak_kib / 2**20, "hs@250": evaluation.metrics["hs@250"], "ahs250": evaluation.metrics["ahs250"]}))
 
 
+@exit_on_user_error
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="embeddings of the side-by-side comparison (default 10000)")
     parser.add_argument("--big", type=int, default=100_000, help="embeddings of the large run (default 100000)")
     parser.add_argument("--repeat", type=int, default=3, help="alternating repetitions of the comparison (default 3)")

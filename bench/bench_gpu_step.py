@@ -33,6 +33,7 @@ from losses.head import ClassHead  # noqa: E402
 from models.embedding import EmbeddingNet  # noqa: E402
 from utils.training.passes import make_loader, train_epoch  # noqa: E402
 from utils.training.speed import compile_model, uint8_view  # noqa: E402
+from utils.errors import ArgumentParser, exit_on_user_error  # noqa: E402
 
 CUDA_SHAPES = [("resnet50", 128), ("inception", 128), ("resnet50", 32)]
 
@@ -159,8 +160,9 @@ def bench_loader(args):
             print(f"| decode JPEG every epoch | {workers} | {epoch_rate(lazy.train, workers):.0f} |", flush=True)
 
 
+@exit_on_user_error
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="cuda (default when present) or cpu")
     p.add_argument("--backbone", default=None, help="one backbone instead of the issue's three shapes")
     p.add_argument("--size", type=int, default=32, help="image side with --backbone or --loader (default 32)")

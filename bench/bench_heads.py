@@ -26,6 +26,7 @@ from losses.head import ClassHead  # noqa: E402
 from losses.mds import fit_mds  # noqa: E402
 from models.embedding import EmbeddingNet  # noqa: E402
 from utils.hierarchy import Hierarchy  # noqa: E402
+from utils.errors import ArgumentParser, exit_on_user_error  # noqa: E402
 
 HEADS = {
     "plain CE (Linear + cross-entropy)": None,
@@ -83,8 +84,9 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+@exit_on_user_error
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch_size", type=int, default=32)

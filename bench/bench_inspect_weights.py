@@ -10,7 +10,6 @@ distances, the 999-permutation test run once when the ranks agree, WPGMA /
 UPGMA trees, Robinson-Foulds) and :func:`write_results` (files, and the PNG
 plots unless ``--no_plots``).  Prints the seconds and the peak memory.
 """
-import argparse
 import os
 import resource
 import sys
@@ -24,6 +23,7 @@ sys.path.insert(0, ROOT)
 
 from utils.evaluation import inspect as inspect_weights  # noqa: E402
 from utils.hierarchy import Hierarchy  # noqa: E402
+from utils.errors import ArgumentParser, exit_on_user_error  # noqa: E402
 
 
 def synthetic(n_classes, dim, seed=0):
@@ -35,8 +35,9 @@ def synthetic(n_classes, dim, seed=0):
     return W / np.linalg.norm(W, axis=1, keepdims=True), hierarchy
 
 
+@exit_on_user_error
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--n_perm", type=int, default=999)

@@ -305,4 +305,5 @@ def load_cifar100(data_root, *, use_val=False, small=False, seed=0, resize=None,
         train_labels=train_fine[train_idx],
         image_size=resize or SIDE,
         image_ids={"train": train_ids, "val": train_ids, "test": [f"test/{i}" for i in range(len(test_fine))]},
+        split_source="official",
     )

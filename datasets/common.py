@@ -15,7 +15,7 @@ import concurrent.futures
 import copy
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -52,6 +52,12 @@ class DataSplits:
     #: ``indices`` point into: path relative to the data root, or ``train/<row>``
     #: / ``test/<row>`` (row in the official file) for CIFAR-100.
     image_ids: Optional[dict] = None
+    #: Where the split came from: ``"random"`` (the paper's seeded draw), ``"folders"`` (train/val/test
+    #: folders), ``"split.csv"`` (the dataset's split file), ``"official"`` (CIFAR-100's test file, NABirds'
+    #: train_test_split.txt) or ``"given"`` (chosen by the loader's caller).
+    split_source: Optional[str] = None
+    #: Problems with the data that do not stop a run (empty folders, classes missing from a split, ...), one line each.
+    warnings: list = field(default_factory=list)
 
     @property
     def n_classes(self):
@@ -86,12 +92,13 @@ class DataSplits:
         return pd.concat(frames, ignore_index=True)
 
     def summary(self):
-        """One line: name, classes, levels and split sizes."""
+        """One line: name, classes, levels, split sizes and where the split came from."""
         val = "-" if self.val is None else str(len(self.val))
         return (
             f"{self.name}: {self.n_classes} classes, {self.hierarchy.n_levels} levels, "
             f"train {len(self.train)} / val {val} / test {len(self.test)} images, "
             f"{self.in_channels}x{self.image_size}x{self.image_size}"
+            + (f", split: {self.split_source}" if self.split_source else "")
         )
 
 
@@ -207,7 +214,7 @@ def check_images(files, *, gray, resize, cache=None, desc="checking images", wor
     height); ``images`` a uint8 tensor ``[N, C, S, S]`` of the resized images
     when the caching rule says so (see :func:`should_cache`): in memory, or
     mapped from the disk cache (which, once built, spares the decoding), else ``None``.
-    A corrupt or unreadable image raises a UserError naming the file.
+    Corrupt or unreadable images raise one UserError naming every such file.
     Runs in a thread pool (PIL releases the GIL while decoding) with a progress
     bar on a terminal.
     """
@@ -233,7 +240,7 @@ def check_images(files, *, gray, resize, cache=None, desc="checking images", wor
 
 
 def _decode_all(files, gray, resize, sizes, store, desc, workers):
-    """Fill ``sizes`` (and ``store`` unless None) from every file; UserError naming the first bad image."""
+    """Fill ``sizes`` (and ``store`` unless None) from every file; one UserError naming every bad image."""
     from tqdm import tqdm
 
     n = len(files)
@@ -250,13 +257,12 @@ def _decode_all(files, gray, resize, sizes, store, desc, workers):
                 done, errs = fut.result()
                 errors.extend(errs)
                 bar.update(done)
-    if errors:
-        errors.sort()
+    if len(errors) == 1:
         index, reason = errors[0]
-        more = f" ({len(errors) - 1} more bad images)" if len(errors) > 1 else ""
-        raise UserError(
-            f"corrupt or unreadable image {files[index]}: {reason}{more}; remove or replace it"
-        )
+        raise UserError(f"corrupt or unreadable image {files[index]}: {reason}; remove or replace it")
+    if errors:
+        listed = "; ".join(f"{files[i]} ({reason})" for i, reason in sorted(errors))
+        raise UserError(f"{len(errors)} corrupt or unreadable images: {listed}; remove or replace them")
 
 
 # ------------------------------------------------------------------ datasets
@@ -283,6 +289,11 @@ class _SplitDataset(torch.utils.data.Dataset):
 
     def __len__(self):
         return len(self.indices)
+
+    @property
+    def in_memory(self):
+        """True when the items are slices of one tensor of decoded images (no file is opened per item)."""
+        return getattr(self, "cache", None) is not None or getattr(self, "images", None) is not None
 
     @property
     def targets(self):
@@ -396,6 +407,30 @@ def random_split(n, *, use_val, seed):
         return tuple(cut_permutation(n, [int(0.7 * n), int(0.1 * n)], seed))
     train, test = cut_permutation(n, [int(0.9 * n)], seed)
     return train, None, test
+
+
+def split_warnings(labels, parts, names):
+    """Warnings for a split: a single class, and classes without an image in a part.
+
+    ``labels``: class index per image; ``parts``: ``{part name: index array}``
+    (None parts skipped); ``names``: class names.  One line per part listing
+    every class it lacks, with the class's image count.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(names))
+    out = []
+    if len(names) == 1:
+        out.append(f"a single class ({names[0]}): classification needs at least 2 classes; add class folders")
+    for part, idx in parts.items():
+        if idx is None:
+            continue
+        lacking = np.flatnonzero((np.bincount(labels[np.asarray(idx, dtype=np.int64)], minlength=len(names)) == 0)
+                                 & (counts > 0))
+        if len(lacking):
+            listed = ", ".join(f"{names[k]} ({counts[k]} image{'s' if counts[k] != 1 else ''})" for k in lacking)
+            out.append(f"{len(lacking)} of {len(names)} classes have no {part} image, too few images for the "
+                       f"split: {listed}")
+    return out
 
 
 def split_train_pool(pool, *, use_val, seed, small=False, what="training"):

@@ -230,4 +230,4 @@ def load_nabirds(data_root, *, use_val=False, seed=0, resize=128, aug=False, off
         split = random_split(len(files), use_val=use_val, seed=seed)
     return build_file_splits("nabirds", files, labels, hierarchy, gray=False, resize=resize, use_val=use_val,
                              seed=seed, cache=cache, transform=train_augmentation() if aug else None,
-                             split=split, root=data_root)
+                             split=split, root=data_root, split_source="official" if official_split else "random")

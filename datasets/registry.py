@@ -11,11 +11,10 @@ or in your own code before calling a script's ``main``) and its loader
 (README, 'Adding a dataset').
 """
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
-from utils.errors import UserError
+from utils.errors import UserError, did_you_mean
 
 #: The paper's learning rate (Adam, network and scale) and batch size.
 PAPER_LR = 1e-4
@@ -155,11 +154,7 @@ def entry_for_script(script: str, name: Optional[str]) -> DatasetEntry:
 
 def suggest(name: str) -> str:
     """`` (did you mean X?)`` for a name close to a registered one, else ``""``."""
-    close = difflib.get_close_matches(name, list(REGISTRY), n=1, cutoff=0.6)
-    lowered = {n.lower(): n for n in REGISTRY}
-    if name.lower() in lowered:
-        close = [lowered[name.lower()]]
-    return f" (did you mean {close[0]}?)" if close else ""
+    return did_you_mean(name, REGISTRY)
 
 
 def epilog(script: str) -> str:

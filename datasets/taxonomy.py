@@ -10,6 +10,12 @@ The original two-CSV description (a class table ``Class,Path,Number`` and an
 image table ``Filepath,Class``) is also read; see :func:`load_csv_description`.
 There the class order is ``Number`` (the paper's class index) and the image
 order is the image table's row order; for folders the image order is sorted path.
+
+The split is the paper's seeded draw unless the dataset brings its own: top
+folders named ``train``, ``val`` (or ``valid``) and ``test`` with the same class
+tree below each (the ``ImageFolder`` layout; :func:`split_folder_parts`), or a
+``split.csv`` in the dataset folder (``image,split``, the file every record
+writes; :func:`read_split_file`).  ``DataSplits.split_source`` says which.
 """
 import csv
 import json
@@ -25,9 +31,11 @@ from datasets.common import (
     is_image_file,
     random_split,
     require_folder,
+    split_warnings,
 )
-from utils.errors import UserError
+from utils.errors import UserError, did_you_mean
 from utils.hierarchy import Hierarchy
+from utils.record import SPLIT as SPLIT_FILE
 
 #: First path components of a ``Filepath`` that are a literal placeholder for ``--data_root``.
 PLACEHOLDERS = ("DATA_init", "$DATA_init", "${DATA_init}", "{DATA_init}", "<DATA_init>",
@@ -35,6 +43,13 @@ PLACEHOLDERS = ("DATA_init", "$DATA_init", "${DATA_init}", "{DATA_init}", "<DATA
 
 CLASS_COLUMNS = ("Class", "Path", "Number")
 IMAGE_COLUMNS = ("Filepath", "Class")
+
+#: Top folder names of a dataset that ships its split (``MyData/train/cat/...``) and the part each holds.
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
+
+#: ``split`` values of a ``split.csv`` (``SPLIT_FILE``, as every record writes it) and the part each names.
+SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "test": "test", "unused": "unused"}
+SPLIT_COLUMNS = ("image", "split")
 
 
 # ------------------------------------------------------------- common tail
@@ -45,7 +60,7 @@ def relative_ids(files, root):
 
 
 def build_file_splits(name, files, labels, hierarchy, *, gray, resize, use_val, seed, cache=None,
-                      transform=None, split=None, root=None):
+                      transform=None, split=None, root=None, split_source=None, warnings=()):
     """Check every image once, split, and wrap the three parts as datasets.
 
     ``files`` is the image order the split draws from.  ``split`` (train,
@@ -53,6 +68,9 @@ def build_file_splits(name, files, labels, hierarchy, *, gray, resize, use_val, 
     (:func:`datasets.common.random_split`).  ``transform`` is applied to the
     training part only.  ``root``: the folder image names in ``split.csv`` are
     relative to (the data root; None: the folder above the first image's class tree).
+    ``split_source`` (:attr:`DataSplits.split_source`): ``"random"`` without
+    ``split``, else ``"given"`` unless named.  ``warnings`` come first in the
+    result's, followed by those of :func:`datasets.common.split_warnings`.
     """
     resize = check_resize(resize)
     labels = np.asarray(labels, dtype=np.int64)
@@ -60,6 +78,9 @@ def build_file_splits(name, files, labels, hierarchy, *, gray, resize, use_val, 
     train, val, test = split if split is not None else random_split(len(files), use_val=use_val, seed=seed)
     ids = relative_ids(files, root if root is not None else os.path.dirname(os.path.commonpath(
         [os.path.abspath(f) for f in files])))
+    class_names = ["/".join(p) for p in hierarchy.paths]
+    notes = list(warnings) + split_warnings(labels, {"training": train, "validation": val, "test": test},
+                                            class_names)
 
     def part(indices, tf=None):
         return ImageFileDataset(files, labels, sizes, indices, resize=resize, gray=gray, cache=images, transform=tf)
@@ -74,7 +95,63 @@ def build_file_splits(name, files, labels, hierarchy, *, gray, resize, use_val, 
         train_labels=labels[train],
         image_size=resize,
         image_ids={"train": ids, "val": ids, "test": ids},
+        split_source=split_source or ("random" if split is None else "given"),
+        warnings=notes,
     )
+
+
+def read_split_file(path, ids, alt_ids=None, *, use_val):
+    """The split a ``split.csv`` gives: ``((train, val, test), warnings)``, index arrays into ``ids``.
+
+    Columns ``image`` and ``split`` at least (a record's ``split.csv`` works
+    as it is; other columns, such as its ``label``, are ignored).  ``image``
+    names an image as ``ids`` do (its path below the data root, ``/``-separated)
+    or, when all names match those, as ``alt_ids`` do (below the dataset
+    folder).  ``split`` is one of ``train``, ``val`` (or ``valid``), ``test``,
+    ``unused``.  Each part keeps the file's row order.  Without ``use_val``
+    the ``val`` rows are unused.  Images the file does not list are unused
+    (a warning says how many).
+    """
+    rows = read_csv(path, SPLIT_COLUMNS)
+    if not rows:
+        raise UserError(f"{path} lists no images; add one row per image (image,split)")
+    names = [row["image"].replace("\\", "/").strip("/") for row in rows]
+    tables = [{n: i for i, n in enumerate(ids)}]
+    if alt_ids is not None:
+        tables.append({n: i for i, n in enumerate(alt_ids)})
+    table = max(tables, key=lambda t: sum(n in t for n in names))  # ties: the record's names
+    position, seen = [], set()
+    for line, (image, row) in enumerate(zip(names, rows), start=2):
+        if image not in table:
+            raise UserError(f"{path} line {line}: image {row['image']!r} is not in the dataset (image names are "
+                            "paths below the data root, as records write them, or below the dataset folder); "
+                            "fix the name or remove the row")
+        if image in seen:
+            raise UserError(f"{path} line {line}: image {image!r} is listed twice; keep one row per image")
+        seen.add(image)
+        if row["split"].lower() not in SPLIT_VALUES:
+            raise UserError(f"{path} line {line}: split {row['split']!r} is not one of "
+                            f"{', '.join(SPLIT_VALUES)}; fix the value")
+        position.append(table[image])
+    position = np.asarray(position, dtype=np.int64)
+    part = np.array([SPLIT_VALUES[row["split"].lower()] for row in rows])
+    return _given_split(position, part, use_val, f"{path}", "rows", len(ids) - len(seen))
+
+
+def _given_split(position, part, use_val, where, what, n_unlisted=0):
+    """``((train, val, test), warnings)`` from each image's index ``position`` and its ``part`` name."""
+    train, val, test = (position[part == p] for p in ("train", "val", "test"))
+    notes = []
+    if not len(train) or not len(test):
+        raise UserError(f"{where} gives no {'training' if not len(train) else 'test'} images; "
+                        f"give the split train and test {what}")
+    if use_val and not len(val):
+        raise UserError(f"{where} gives no validation images; add val {what} or drop --use_val")
+    if not use_val and len(val):
+        notes.append(f"the {len(val)} validation images of {where} are unused without --use_val")
+    if n_unlisted:
+        notes.append(f"{n_unlisted} images of the dataset are not in {where} and are unused")
+    return (train, val if use_val else None, test), notes
 
 
 def order_classes(paths):
@@ -91,11 +168,17 @@ def scan_taxonomy(folder):
     Hidden files and folders (names starting with '.') are skipped; symbolic
     links are followed (each real folder is visited once).
     """
+    return _walk_taxonomy(folder)[0]
+
+
+def _walk_taxonomy(folder):
+    """:func:`scan_taxonomy`'s classes and the path tuple of every (non-hidden) folder below ``folder``."""
 
     def fail(err):
         raise UserError(f"cannot read folder {err.filename}: {err.strerror}; check its permissions")
 
     classes = {}
+    folders = []
     root_images = []
     seen = set()
     for dirpath, dirnames, filenames in os.walk(folder, onerror=fail, followlinks=True):
@@ -105,10 +188,12 @@ def scan_taxonomy(folder):
             continue
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = os.path.relpath(dirpath, folder)
+        if rel != os.curdir:
+            folders.append(tuple(rel.split(os.sep)))
         images = sorted(f for f in filenames if is_image_file(f))
         if not images:
             continue
-        rel = os.path.relpath(dirpath, folder)
         if rel == os.curdir:
             root_images = images
             continue
@@ -123,37 +208,121 @@ def scan_taxonomy(folder):
             f"{folder} holds images directly ({root_images[0]}, ...), which belong to no class; "
             "move them into a class sub-folder or remove them"
         )
-    return classes
+    return classes, folders
+
+
+def empty_folders(classes, folders):
+    """The topmost folders (path tuples) below which no image lies, in sorted order."""
+    full = {key[:k] for key in classes for k in range(1, len(key) + 1)}
+    return [f for f in sorted(folders) if f not in full and (len(f) == 1 or f[:-1] in full)]
+
+
+def split_folder_parts(classes, folder):
+    """For a dataset folder whose top folders are ``train``, ``val``/``valid``, ``test``: ``{class key: part}``.
+
+    None when no top folder has such a name (a plain taxonomy folder).  A
+    UserError when split folders are mixed with other top folders, when
+    ``train`` or ``test`` is missing, or when the class trees below the split
+    folders differ (naming the first difference, in sorted path order).
+    """
+    tops = sorted({key[0] for key in classes})
+    parts = list(dict.fromkeys(SPLIT_FOLDERS.values()))  # train, val, test
+    given = sorted((t for t in tops if t in SPLIT_FOLDERS), key=lambda t: parts.index(SPLIT_FOLDERS[t]))
+    if not given:
+        return None
+    other = [t for t in tops if t not in SPLIT_FOLDERS]
+    if other:
+        raise UserError(f"{folder} mixes split folders ({', '.join(given)}) with other top folders ({other[0]}); "
+                        "put every class folder inside each split folder, or rename the split folders")
+    if "val" in given and "valid" in given:
+        raise UserError(f"{folder} has both val/ and valid/ split folders; merge them into one")
+    for need in ("train", "test"):
+        if need not in given:
+            state = "holds no images" if os.path.isdir(os.path.join(folder, need)) else "is missing"
+            raise UserError(f"{folder} has split folders ({', '.join(given)}) but {need}/ {state}; "
+                            f"add {need}/ with the same class folders as the others")
+    flat = [key for key in classes if len(key) == 1]
+    if flat:
+        raise UserError(f"{os.path.join(folder, flat[0][0])} holds images directly, which belong to no class; "
+                        "sort them into one sub-folder per class, the same in every split folder")
+    trees = {t: {key[1:] for key in classes if key[0] == t} for t in given}
+    union = sorted(set().union(*trees.values()))
+    for path in union:
+        have = [t for t in given if path in trees[t]]
+        if len(have) < len(given):
+            lack = next(t for t in given if path not in trees[t])
+            state = "holds no images" if os.path.isdir(os.path.join(folder, lack, *path)) else "does not exist"
+            raise UserError(f"the split folders of {folder} differ: {'/'.join((have[0], *path))} holds images "
+                            f"but {'/'.join((lack, *path))} {state}; give every split folder the same class folders")
+    return {key: SPLIT_FOLDERS[key[0]] for key in classes}
+
+
+def class_paths(folder, classes=None):
+    """The sorted class paths of a taxonomy folder (``classes``: its :func:`scan_taxonomy`, read when None), the
+    tree below its split folders when it has them, and ``{class key: part}`` (None without split folders)."""
+    classes = scan_taxonomy(folder) if classes is None else classes
+    parts = split_folder_parts(classes, folder)
+    return order_classes(key[1:] if parts else key for key in classes)[0], parts
 
 
 def load_taxonomy_folder(folder, *, name=None, gray=False, resize=128, use_val=False, seed=0, cache=None):
     """Read a taxonomy-folder dataset (docs/datasets.md); returns :class:`DataSplits`.
 
     Image order: sorted path below the folder (``/``-separated strings).
-    Split: the paper's draw, 70/10/20 train/val/test with ``use_val``, else 90/10.
+    Split: the split folders' (``MyData/train/...``, ``MyData/val/...``,
+    ``MyData/test/...``; classes are the tree below them, the val folder is
+    used with ``use_val``), else the folder's ``split.csv``, else the paper's
+    draw, 70/10/20 train/val/test with ``use_val``, else 90/10.
+    ``warnings`` of the result name empty folders and classes a part lacks.
     ``cache``: keep the decoded, resized images in memory (None: when they fit
     in ``CACHE_LIMIT_BYTES``).
     """
     folder = os.fspath(folder)
     name = name or os.path.basename(os.path.normpath(folder))
     require_folder(folder, "dataset folder", "put the images there, one sub-folder per class, or fix --data_root")
-    classes = scan_taxonomy(folder)
+    classes, folders = _walk_taxonomy(folder)
     if not classes:
         raise UserError(
             f"no images found in {folder} (image files: .jpg, .png, .tif, ... in its sub-folders); "
             "put the images there, one sub-folder per class"
         )
-    paths, index = order_classes(classes)
-    files, labels = [], []
-    for key in map(tuple, paths):
+    empty = empty_folders(classes, folders)
+    notes = [f"{len(empty)} empty folder(s) (no images, so no class): "
+             + ", ".join("/".join(f) for f in empty)] if empty else []
+    paths, parts = class_paths(folder, classes)
+    index = {tuple(p): i for i, p in enumerate(paths)}
+    class_of = {key: key[1:] if parts else key for key in classes}  # split folders: the tree below them
+    files, labels, part = [], [], []
+    for key in sorted(classes):
         files.extend(classes[key])
-        labels.extend([index[key]] * len(classes[key]))
+        labels.extend([index[class_of[key]]] * len(classes[key]))
+        part.extend([parts[key] if parts else ""] * len(classes[key]))
     rel = relative_ids(files, folder)
     order = sorted(range(len(files)), key=rel.__getitem__)  # image order: sorted path
-    files, labels = [files[i] for i in order], [labels[i] for i in order]
+    files, labels, part = [files[i] for i in order], [labels[i] for i in order], np.array([part[i] for i in order])
     hierarchy = Hierarchy([p[-1] for p in paths], paths)
+    root = os.path.dirname(os.path.abspath(folder))
+    split, source, more = _split_of_folder(folder, files, part if parts else None, root, use_val)
     return build_file_splits(name, files, labels, hierarchy, gray=gray, resize=resize, use_val=use_val,
-                             seed=seed, cache=cache, root=os.path.dirname(os.path.abspath(folder)))
+                             seed=seed, cache=cache, root=root, split=split, split_source=source,
+                             warnings=notes + more)
+
+
+def _split_of_folder(folder, files, part, root, use_val):
+    """``(split, source, warnings)``: the split folders' (``part``: each image's part), the folder's ``split.csv``,
+    or none (``(None, "random", [])``: the paper's draw)."""
+    split_file = os.path.join(folder, SPLIT_FILE)
+    has_file = os.path.isfile(split_file)
+    if part is not None:
+        if has_file:
+            raise UserError(f"{folder} has split folders and a {SPLIT_FILE}; remove one of the two")
+        split, more = _given_split(np.arange(len(files)), part, use_val, f"the split folders of {folder}", "folders")
+        return split, "folders", more
+    if has_file:
+        split, more = read_split_file(split_file, relative_ids(files, root), relative_ids(files, folder),
+                                      use_val=use_val)
+        return split, SPLIT_FILE, more
+    return None, "random", []
 
 
 # ------------------------------------------------------------ CSV description
@@ -313,6 +482,7 @@ def load_csv_description(class_csv, image_csv, *, data_root, gray=False, resize=
     ``image_csv``: columns ``Filepath,Class`` where ``Class`` is a name from the
     class table; its row order is the image order the split draws from.
     Filepaths are mapped onto ``data_root`` by :func:`resolve_filepaths`.
+    A ``split.csv`` beside the tables gives the split (:func:`read_split_file`).
     """
     class_csv, image_csv = os.fspath(class_csv), os.fspath(image_csv)
     csv_folder = os.path.dirname(os.path.abspath(class_csv))
@@ -349,8 +519,9 @@ def load_csv_description(class_csv, image_csv, *, data_root, gray=False, resize=
             "check --data_root (it replaces the placeholder prefix of the Filepath entries)"
         )
     hierarchy = Hierarchy(names, paths)
+    split, source, more = _split_of_folder(csv_folder, files, None, data_root, use_val)
     return build_file_splits(name, files, labels, hierarchy, gray=gray, resize=resize, use_val=use_val,
-                             seed=seed, cache=cache, root=data_root)
+                             seed=seed, cache=cache, root=data_root, split=split, split_source=source, warnings=more)
 
 
 def csv_header(path):
@@ -395,6 +566,14 @@ def find_csv_description(folder):
 
 
 # ------------------------------------------------------------------ plankton
+def dataset_folders(data_root):
+    """The (non-hidden) folders in ``data_root``: the taxonomy-folder datasets there (none when it is unreadable)."""
+    try:
+        return sorted(e.name for e in os.scandir(data_root) if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return []
+
+
 def load_plankton(data_root, name, *, use_val=False, seed=0, resize=None, gray=None, cache=None):
     """``<data_root>/<name>/`` as a plankton / taxonomy dataset (docs/datasets.md).
 
@@ -417,6 +596,11 @@ def load_plankton(data_root, name, *, use_val=False, seed=0, resize=None, gray=N
     entry = registry.get(name)
     resize = entry.resize if resize is None else resize
     gray = entry.gray if gray is None else gray
+    if not os.path.isdir(folder):
+        near = did_you_mean(name, list(registry.REGISTRY) + dataset_folders(data_root))
+        if near:
+            raise UserError(f"dataset folder for {name} {folder} does not exist{near}; check the name's spelling "
+                            "and case, or point --data_root at the folder that holds it")
     require_folder(
         folder, f"dataset folder for {name}",
         f"put the dataset there (one sub-folder per class) or point --data_root at the folder that holds {name}/",

@@ -2,6 +2,9 @@
 
 ``f = Linear(features, 128)(backbone(x))``; with ``--size_inform`` the original
 image width and height enter as ``Linear(2, 128)(log [w, h])``, added to ``f``.
+The backbone is any name of ``models.backbones.ALL_BACKBONES``; ``image_size``
+(the side of the square input images) is needed by ViT and MaxViT and lets
+``build_backbone`` refuse a size the backbone cannot take.
 """
 import torch
 import torch.nn as nn
@@ -12,9 +15,10 @@ EMBEDDING_DIM = 128
 
 
 class EmbeddingNet(nn.Module):
-    def __init__(self, backbone="simple", in_channels=3, pretrained=False, size_inform=False, dim=EMBEDDING_DIM):
+    def __init__(self, backbone="simple", in_channels=3, pretrained=False, size_inform=False, dim=EMBEDDING_DIM,
+                 image_size=None):
         super().__init__()
-        self.backbone, n_features = build_backbone(backbone, in_channels, pretrained)
+        self.backbone, n_features = build_backbone(backbone, in_channels, pretrained, image_size=image_size)
         self.head = nn.Linear(n_features, dim)
         self.size_branch = nn.Linear(2, dim) if size_inform else None
 

@@ -397,3 +397,22 @@ def train_synthetic(data_root, record_dir, *flags, epochs=1):
     argv = ["--data_root", str(data_root), "--record_dir", str(record_dir), "--epochs", str(epochs),
             "--batch_size", "64", *flags]
     return train.main(argv)
+
+
+#: A dataset that brings its split: split folder -> class path -> number of images.
+FAKE_SPLIT_LAYOUT = {
+    "train": {("cat",): 3, ("dog",): 2, ("bird", "owl"): 2},
+    "val": {("cat",): 1, ("dog",): 1, ("bird", "owl"): 1},
+    "test": {("cat",): 2, ("dog",): 1, ("bird", "owl"): 1},
+}
+
+
+def write_split_folders(root, layout=None, name="MyData"):
+    """``<root>/<name>/<split>/<class path>/img_k.png``; returns the dataset folder."""
+    folder = os.path.join(os.fspath(root), name)
+    for split, classes in (layout or FAKE_SPLIT_LAYOUT).items():
+        for path, n in classes.items():
+            os.makedirs(os.path.join(folder, split, *path), exist_ok=True)
+            for k in range(n):
+                Image.new("RGB", (6 + k, 5), (40 * k, 10, 200)).save(os.path.join(folder, split, *path, f"img_{k}.png"))
+    return folder

@@ -280,7 +280,8 @@ def test_usage_errors(tmp_path, capsys):
     for args in (["--weights", tmp_path / "w.npy"], [], ["--hierarchy", tmp_path / "h.csv", tmp_path],
                  ["--weights", tmp_path / "w.npy", "--hierarchy", tmp_path / "h.csv", tmp_path]):
         assert run_main(*args) == 2
-        assert "evaluate.py: error:" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.endswith("; see evaluate.py --help\n") and err.count("\n") == 1
 
 
 def test_subprocess_one_line(tmp_path):

@@ -36,7 +36,7 @@ def test_a_registered_dataset_trains_is_in_the_grid_and_evaluates(toy, tmp_path,
     assert os.path.basename(run_dir) == "toy_simple_DR_euc_rand_val_seed1"  # the entry's defaults add no tag
     capsys.readouterr()  # the training log
     config = record.load_config(run_dir)
-    assert (config["epochs"], config["resize"], config["lr"], config["num_workers"]) == (1, 16, 1e-3, 0)
+    assert (config["epochs"], config["resize"], config["lr"], config["num_workers_used"]) == (1, 16, 1e-3, 0)
     assert config["n_classes"] == len(fakes.FAKE_PLANKTON_CLASSES)
     # config.json reads back as the configuration the run was given
     assert RunConfig.from_json(os.path.join(run_dir, record.CONFIG)) == train.parse_config(argv)

@@ -11,14 +11,13 @@ permutation p-value, corr_perm_p_W, rf_taxonomy_W beside its chance level,
 AHD@5 (ahd5_W), and how far W moved from its initialisation (w_init_cos from
 config.json).
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils import record  # noqa: E402
-from utils.errors import UserError, exit_on_user_error  # noqa: E402
+from utils.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
 from utils.options import options_label  # noqa: E402
 
 ROWS = (
@@ -79,7 +78,7 @@ def table(runs):
 
 @exit_on_user_error
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="evaluated run folders, or folders of them")
     args = p.parse_args(argv)
     print(table(find_runs(args.runs)))

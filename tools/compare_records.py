@@ -9,7 +9,6 @@ For each run folder under the first folder (matched by run name), compares
 run and exits 1 when anything differs or a run is missing from the second
 folder (code changes that must not change a result are checked this way).
 """
-import argparse
 import math
 import os
 import sys
@@ -19,7 +18,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils import record  # noqa: E402
-from utils.errors import UserError, exit_on_user_error  # noqa: E402
+from utils.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
 
 OUTPUTS = (record.OUTPUTS_TEST, record.OUTPUTS_VAL, record.OUTPUTS_TEST_LAST)
 
@@ -56,7 +55,7 @@ def differences(run_a, run_b):
 
 @exit_on_user_error
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("before", help="record folder with the reference runs")
     p.add_argument("after", help="record folder with the same runs, trained again")
     args = p.parse_args(argv)

@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from utils import options, record  # noqa: E402
-from utils.errors import UserError, exit_on_user_error  # noqa: E402
+from utils.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
 from utils.io import write_text  # noqa: E402
 
 #: The options compared between ProxyDR and NormFace (the paper's table rows).
@@ -437,8 +437,8 @@ def build_report(frame, figures=None, out_dir=None):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("records", nargs="+", help="record folder(s) holding the evaluated grid runs")
     p.add_argument("--out", default=os.path.join("docs", "results_synthetic.md"), help="the Markdown report")
     p.add_argument("--figures", default=os.path.join("docs", "figures"),

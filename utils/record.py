@@ -292,11 +292,22 @@ def group_name(run_name):
     return SEED_SUFFIX.sub("", run_name)
 
 
+def records_below(folder):
+    """Every run record below ``folder`` (not ``folder`` itself; nothing below a record is searched), sorted."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(os.fspath(folder)):
+        dirnames.sort()
+        if dirpath != os.fspath(folder) and is_record(dirpath):
+            found.append(dirpath)
+            dirnames[:] = []
+    return found
+
+
 def find_runs(paths, outputs=None, skipped=None):
     """Expand run folders and folders of runs into a sorted, duplicate-free list of run folders.
 
-    A path that is itself a record is taken as it is; otherwise its immediate
-    sub-folders that are records are taken.  With ``outputs`` (a file name or
+    A path that is itself a record is taken as it is; otherwise the records
+    below it, at any depth (``record/demo/<run>``; :func:`records_below`).  With ``outputs`` (a file name or
     a tuple of names), a sub-folder holding none of them (a run still
     training) is left out and, if ``skipped`` is a list, appended to it; a run
     named directly is always kept (loading it then says what is missing).
@@ -318,7 +329,7 @@ def find_runs(paths, outputs=None, skipped=None):
         children = sorted(
             os.path.join(path, entry) for entry in os.listdir(path) if os.path.isdir(os.path.join(path, entry))
         )
-        found = [child for child in children if is_record(child)]
+        found = records_below(path)
         if not found:
             raise _not_a_record(path, CONFIG) if not children else UserError(
                 f"{path} holds no run records (no sub-folder has {CONFIG} and {HIERARCHY})"

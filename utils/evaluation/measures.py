@@ -216,7 +216,11 @@ def mark_trivial(metrics, reasons):
 
 
 def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_bytes=16 << 20, workers=None):
-    """All measures of one run from its config, hierarchy and outputs arrays."""
+    """All measures of one run from its config, hierarchy and outputs arrays.
+
+    ``outputs`` needs ``labels``; every other array adds its measures (scores: classification,
+    representatives / prototypes: hierarchical inference, embeddings: retrieval) and is skipped when absent
+    (``evaluate.py --outputs``; a record has them all)."""
     distance = str(config.get("distance", "euc"))
     beta = float(config.get("beta", 1.0) if config.get("beta") is not None else 1.0)
     labels = outputs["labels"]
@@ -235,22 +239,24 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
         confusion.update({f"{suffix}_{k}": v for k, v in cms.items()})
     trivial = {f"hp{TOP_K}": chance.hp_trivial(labels, hierarchy.distances, TOP_K)}
 
-    result = Evaluation(metrics, None, confusion, None)
+    result = Evaluation(metrics, None, confusion, np.zeros(0))
     reference = reference_trees(hierarchy)
     for suffix, key in [("W", "representatives"), ("proto", "prototypes")]:
-        add_representation(result, suffix, outputs[key], hierarchy, distance, living, n_perm, seed, reference)
+        if key in outputs:
+            add_representation(result, suffix, outputs[key], hierarchy, distance, living, n_perm, seed, reference)
     add_reference_trees(result, hierarchy, reference)
 
-    sim = hierarchy.similarities(distance, beta)
-    curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
-    result.hs, result.hs_chance = curve, chance.hs_chance_curve(labels, sim, ret_m.HS_K_MAX)
-    for k in ret_m.HS_REPORTED:
-        metrics[f"hs@{k}"] = _maybe(curve[k - 1]) if k <= curve.size else None
-        metrics[f"hs_chance@{k}"] = _maybe(result.hs_chance[k - 1]) if k <= curve.size else None
-        trivial[f"hs@{k}"] = chance.hs_trivial(metrics[f"hs_chance@{k}"], k, labels.size)
-    metrics["ahs250"] = _maybe(ret_m.ahs(curve))
-    metrics["ahs250_chance"] = _maybe(ret_m.ahs(result.hs_chance))
-    trivial["ahs250"] = chance.hs_trivial(metrics["ahs250_chance"], None, labels.size)
+    if "embeddings" in outputs:
+        sim = hierarchy.similarities(distance, beta)
+        curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
+        result.hs, result.hs_chance = curve, chance.hs_chance_curve(labels, sim, ret_m.HS_K_MAX)
+        for k in ret_m.HS_REPORTED:
+            metrics[f"hs@{k}"] = _maybe(curve[k - 1]) if k <= curve.size else None
+            metrics[f"hs_chance@{k}"] = _maybe(result.hs_chance[k - 1]) if k <= curve.size else None
+            trivial[f"hs@{k}"] = chance.hs_trivial(metrics[f"hs_chance@{k}"], k, labels.size)
+        metrics["ahs250"] = _maybe(ret_m.ahs(curve))
+        metrics["ahs250_chance"] = _maybe(ret_m.ahs(result.hs_chance))
+        trivial["ahs250"] = chance.hs_trivial(metrics["ahs250_chance"], None, labels.size)
     mark_trivial(metrics, trivial)
 
     columns = ["scores", "level", "group", "name", "support", "predicted", "correct", "precision", "recall", "f1"]

@@ -207,10 +207,10 @@ def dataset_hierarchy(folder, name=None):
 
     A folder holding a class table and an image table is read from its class
     table; otherwise every folder that directly holds images is a class, in
-    sorted-path order (:func:`datasets.taxonomy.scan_taxonomy`).
+    sorted-path order (:func:`datasets.taxonomy.class_paths`; below the split folders of a dataset that has them).
     """
     from datasets.common import require_folder
-    from datasets.taxonomy import order_classes, find_csv_description, scan_taxonomy
+    from datasets.taxonomy import class_paths, find_csv_description, scan_taxonomy
 
     name = name or os.path.basename(os.path.normpath(folder))
     require_folder(folder, f"dataset folder for {name}", "point --data_root at the folder that holds it")
@@ -220,7 +220,7 @@ def dataset_hierarchy(folder, name=None):
     classes = scan_taxonomy(folder)
     if not classes:
         raise UserError(f"no images found in {folder}, so it names no classes; give a hierarchy CSV instead")
-    paths, _ = order_classes(classes)
+    paths, _ = class_paths(folder, classes)  # a dataset with train/val/test folders: the tree below them
     return Hierarchy([p[-1] for p in paths], paths)
 
 

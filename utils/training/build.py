@@ -32,7 +32,7 @@ def build_parts(config: RunConfig, data, device: torch.device, log) -> RunParts:
     C = data.hierarchy.n_classes
     seed_everything(config.seed)
     model = EmbeddingNet(config.backbone, data.in_channels, pretrained=not config.rand_backbone,
-                         size_inform=config.size_inform).to(device)
+                         size_inform=config.size_inform, image_size=data.image_size).to(device)
     fixed_W, stress = None, (None, None)
     if config.mds_W:
         target = data.hierarchy.transformed_distances(config.distance, config.beta)

@@ -12,7 +12,7 @@ from datasets import default_data_root
 from datasets.registry import DatasetEntry
 from losses.scale import SCALE_UPDATES
 from models.backbones import BACKBONES
-from utils.errors import UserError
+from utils.errors import ArgumentParser, UserError
 from utils.options import SCALE_UPDATE_DEFAULT, float_tag
 from utils.training.config import METHOD_ALIASES, RunConfig
 
@@ -25,7 +25,8 @@ def _lr_help(entry):
 def build_parser(description: str, entry: DatasetEntry, epilog: str = None) -> argparse.ArgumentParser:
     """The flags every training script has, with ``entry``'s defaults (``--lr`` and ``--num_workers``: None,
     resolved per backbone and dataset by :meth:`RunConfig.from_flags`)."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
+        prog=entry.script,
         description=description,
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -48,7 +49,10 @@ def build_parser(description: str, entry: DatasetEntry, epilog: str = None) -> a
     g.add_argument("--clspri", action="store_true", help="add log class prior (training frequencies) to the scores")
 
     g = p.add_argument_group("model")
-    g.add_argument("--backbone", default=entry.backbone, choices=BACKBONES, help=f"backbone (default {entry.backbone})")
+    g.add_argument("--backbone", default=entry.backbone, metavar="NAME",
+                   help=f"{', '.join(BACKBONES)} or any torchvision classification model, e.g. convnext_tiny, "
+                        f"efficientnet_b0, vit_b_16, swin_t (torchvision.models.list_models(); "
+                        f"models/backbones.py says how each is adapted; default {entry.backbone})")
     g.add_argument("--rand_backbone", action="store_true", help="random backbone weights instead of ImageNet")
     g.add_argument("--size_inform", action="store_true",
                    help="add Linear(2,128)(log [width, height]) of the original image to the embedding")
@@ -73,7 +77,8 @@ def build_parser(description: str, entry: DatasetEntry, epilog: str = None) -> a
     g.add_argument("--GPU", type=int, default=None, help="use cuda:N (the CPU, with a notice, when CUDA is absent)")
     g.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda:1 (overrides --GPU)")
     g.add_argument("--num_workers", type=int, default=None,
-                   help=f"data-loading worker processes (default {entry.num_workers} for {entry.name})")
+                   help=f"data-loading worker processes (default: 0 for images held in memory and not augmented, "
+                        f"else {entry.num_workers}; config.json records the number used as num_workers_used)")
     g.add_argument("--data_root", default=None,
                    help="folder holding the datasets (default ./data, or DATA_init of config.json beside the scripts)")
     g.add_argument("--record_dir", default="record", help="where run folders are written (default record/)")

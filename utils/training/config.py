@@ -14,6 +14,7 @@ from typing import Optional
 
 from datasets import registry
 from datasets.registry import DatasetEntry
+from models.backbones import check_backbone_name
 from utils import options
 from utils.errors import UserError
 
@@ -57,7 +58,7 @@ class RunConfig:
     # machine and files
     GPU: Optional[int] = None
     device: Optional[str] = None
-    num_workers: int = 0
+    num_workers: Optional[int] = None  # None: chosen when the data are loaded (utils/training/run.py)
     data_root: str = "data"
     record_dir: str = "record"
     compile: bool = False
@@ -100,7 +101,6 @@ class RunConfig:
             batch_size=entry.batch_size if values.get("batch_size") is None else values["batch_size"],
             resize=values.get("resize", entry.resize),
             gray=entry.gray if values.get("gray") is None else values["gray"],
-            num_workers=entry.num_workers if values.get("num_workers") is None else values["num_workers"],
             rand_backbone=bool(values.get("rand_backbone")) or entry.rand_backbone,
             data_root=values.get("data_root") or data_root,
             lr_default=entry.lr_for(backbone), epochs_default=entry.epochs, batch_size_default=entry.batch_size,
@@ -151,7 +151,8 @@ def check(c: RunConfig) -> None:
         raise UserError(f"--scale_update {c.scale_update} changes the dynamic scale: add --dynamic or drop it")
     if c.lr <= 0:
         raise UserError(f"--lr must be positive, got {c.lr}")
-    if c.num_workers < 0:
+    check_backbone_name(c.backbone)
+    if c.num_workers is not None and c.num_workers < 0:
         raise UserError(f"--num_workers must be 0 or more, got {c.num_workers}")
     if c.small and not c.use_val and registry.get(c.dataset).small_needs_val:
         raise UserError(f"--small needs --use_val on {c.dataset} (without it the paper's code ignores --small "

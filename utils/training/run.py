@@ -38,17 +38,30 @@ def train(config: RunConfig, load) -> str:
     """Train the run ``config`` describes; ``load(config)`` returns a ``datasets.DataSplits``.  Returns the run folder."""
     with ck.locked_run_dir(config.run_dir, config.resume, config.overwrite) as run_dir, \
             deterministic_mode(config.deterministic):
+        if config.resume and record.is_complete(run_dir):
+            print(f"nothing to do: {run_dir} has finished (its outputs and config.json end time are written); "
+                  f"evaluate it with python evaluate.py {run_dir}, or train it again with --overwrite")
+            return run_dir
         device = resolve_device(config)
         start = _now()
         data = load_data(config, load)  # bad data stop the run here, before anything is written
+        workers = loader_workers(config, data)
         if config.overwrite:
             ck.empty_run_dir(run_dir)
         log = ck.setup_logging(run_dir)
         log.info(f"run {config.run_name} on {device} -> {run_dir}")
         log.info(data.summary())
-        parts = build_parts(config, data, device, log)
+        for line in data.warnings:
+            log.warning(f"warning: {line}")
+        try:
+            parts = build_parts(config, data, device, log)
+        except UserError:  # a backbone that cannot take the images, weights that cannot be had: leave nothing
+            if not config.resume:
+                ck.empty_run_dir(run_dir)
+            raise
         meta = dict(config.as_dict(), run_name=config.run_name, n_classes=data.n_classes, n_train=len(data.train),
                     n_val=None if data.val is None else len(data.val), n_test=len(data.test),
+                    split_source=data.split_source, warnings=list(data.warnings), num_workers_used=workers,
                     in_channels=data.in_channels, image_size=data.image_size, initial_scale=parts.head.initial_scale,
                     final_scale=None, mds_stress_initial=parts.mds_stress[0], mds_stress_final=parts.mds_stress[1],
                     best_epoch=None, device_used=str(device), versions=ck.versions(), start_time=start, end_time=None)
@@ -61,7 +74,7 @@ def train(config: RunConfig, load) -> str:
         write_json(os.path.join(run_dir, record.CONFIG), meta)
 
         def loader(split, shuffle=False, seed=0):
-            return make_loader(uint8_view(split), config.batch_size, shuffle, config.num_workers, device, seed)
+            return make_loader(uint8_view(split), config.batch_size, shuffle, workers, device, seed)
 
         last_path, best_path = os.path.join(run_dir, record.CHECKPOINT_LAST), os.path.join(run_dir, record.CHECKPOINT_BEST)
         if first_epoch == 1:  # the untrained network is the starting point (and the result of --epochs 0)
@@ -85,6 +98,10 @@ def train(config: RunConfig, load) -> str:
         best_epoch = last_epoch if data.val is None or best_epoch == 0 else best_epoch
         meta.update(final_scale=None if parts.head.scale is None else float(parts.head.scale))
         meta.update(write_final_outputs(config, parts, data, loader, device, run_dir, best_epoch, last_epoch, log))
+        unsettled = unsettled_warning(history, best_epoch, meta["train_acc_eval"])
+        if unsettled:
+            log.warning(f"warning: {unsettled}")
+            meta["warnings"].append(unsettled)
         meta.update(best_epoch=best_epoch, end_time=_now())
         write_json(os.path.join(run_dir, record.CONFIG), meta)
         log.info(f"next: python evaluate.py {run_dir}")
@@ -100,6 +117,32 @@ def script_main(parse_config):
         return train(config, registry.get(config.dataset).load)
 
     return main
+
+
+#: The evaluated network's training accuracy below this share of the training pass's is "far below".
+UNSETTLED_SHARE = 0.5
+
+
+def unsettled_warning(history, epoch: int, train_acc_eval: float):
+    """A warning when the evaluated network (of ``epoch``) classifies its own training images far worse than the
+    training pass of that epoch did (under :data:`UNSETTLED_SHARE` of it), else None.  The usual cause is a
+    short run: the BatchNorm running statistics the evaluation uses still lag behind the weights."""
+    running = [row["train_acc"] for row in history if row["epoch"] == epoch]
+    if not running or train_acc_eval >= UNSETTLED_SHARE * running[-1]:
+        return None
+    return (f"the evaluated network (epoch {epoch}) classifies {train_acc_eval:.2f} of its training images, the "
+            f"training pass {running[-1]:.2f}: train longer (more --epochs, or a higher --lr on small data); the "
+            f"BatchNorm statistics have not settled")
+
+
+def loader_workers(config: RunConfig, data) -> int:
+    """``--num_workers``, or by default 0 for training images held in memory without augmentation (a worker
+    would only copy slices of a tensor), else the dataset's default (``datasets/registry.py``)."""
+    if config.num_workers is not None:
+        return config.num_workers
+    if data.train.in_memory and data.train.transform is None:
+        return 0
+    return registry.get(config.dataset).num_workers
 
 
 def load_data(config: RunConfig, load):
