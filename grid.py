@@ -122,15 +122,17 @@ def select_configs(only, skip):
 GRID_SET = {"--dataset": "the grid's DATASET argument", "--seed": "--seeds", "--data_root": "grid.py --data_root",
             "--record_dir": "grid.py --record_dir", "--device": "--gpus", "--GPU": "--gpus",
             "--resume": "nothing: the grid resumes interrupted runs itself",
-            "--overwrite": "nothing: the grid decides per run", "--distance": "nothing: every run of the grid is euc",
+            "--overwrite": "nothing: the grid decides per run",
             **{flag: "--only/--skip" for _, flags in CONFIGS for flag in flags.split() if flag.startswith("--")}}
 
 
 def check_extra(extra, entry):
-    """``--extra``'s flags, refusing those the grid sets itself (:data:`GRID_SET` and the dataset's grid flags)."""
+    """``--extra``'s flags, refusing those the grid sets itself (:data:`GRID_SET`, and the dataset's grid switches
+    such as --use_val); a flag with a value (``--distance arccos``, ``--resize 64``) overrides the grid's."""
     tokens = shlex.split(extra or "")
-    own = {flag: f"nothing: the paper's grid sets it for {entry.name}" for flag in entry.grid_flags.split()
-           if flag.startswith("--")}
+    flags = entry.grid_flags.split()
+    own = {flag: f"nothing: the paper's grid sets it for {entry.name}" for flag, after in zip(flags, flags[1:] + ["--"])
+           if flag.startswith("--") and after.startswith("--")}
     for token in tokens:
         flag = token.split("=")[0]
         if flag in GRID_SET or flag in own:
