@@ -38,7 +38,8 @@ def train(config: RunConfig, load) -> str:
     """Train the run ``config`` describes; ``load(config)`` returns a ``datasets.DataSplits``.  Returns the run folder."""
     with ck.locked_run_dir(config.run_dir, config.resume, config.overwrite) as run_dir, \
             deterministic_mode(config.deterministic):
-        if config.resume and record.is_complete(run_dir) and record.load_config(run_dir).get("epochs") == config.epochs:
+        finished = record.is_complete(run_dir) and record.load_config(run_dir).get("epochs") == config.epochs
+        if config.resume and finished:
             print(f"nothing to do: {run_dir} has finished its {config.epochs} epochs (outputs and end time written); "
                   f"evaluate it with python evaluate.py {run_dir}, or train it again with --overwrite")
             return run_dir
