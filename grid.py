@@ -139,11 +139,12 @@ GRID_SET = {"--dataset": "the grid's DATASET argument", "--seed": "--seeds", "--
 
 
 def check_extra(extra, entry):
-    """``--extra``'s flags, refusing those the grid sets itself (:data:`GRID_SET` and the dataset's grid flags;
-    ``--distance`` may be given: it comes after the grid's ``--distance euc`` and wins)."""
+    """``--extra``'s flags, refusing those the grid sets itself (:data:`GRID_SET`, and the dataset's grid switches
+    such as --use_val); a flag with a value (``--distance arccos``, ``--resize 64``) overrides the grid's."""
     tokens = shlex.split(extra or "")
-    own = {flag: f"nothing: the paper's grid sets it for {entry.name}" for flag in entry.grid_flags.split()
-           if flag.startswith("--")}
+    flags = entry.grid_flags.split()
+    own = {flag: f"nothing: the paper's grid sets it for {entry.name}" for flag, after in zip(flags, flags[1:] + ["--"])
+           if flag.startswith("--") and after.startswith("--")}
     for token in tokens:
         flag = token.split("=")[0]
         if flag in GRID_SET or flag in own:

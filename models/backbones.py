@@ -248,7 +248,8 @@ def _build_torchvision(name, in_channels, pretrained, image_size):
     try:
         net = torchvision.models.get_model(name, weights=None, **kwargs)
     except ValueError as err:  # MaxViT: feature maps that do not divide into its windows
-        raise UserError(f"backbone {name} cannot take {image_size} x {image_size} images ({' '.join(str(err).split())}); "
+        reason = " ".join(str(err).split())
+        raise UserError(f"backbone {name} cannot take {image_size} x {image_size} images ({reason}); "
                         "use --resize 224") from None
     if pretrained:
         state = _pretrained_state(name)

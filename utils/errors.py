@@ -58,7 +58,8 @@ def exit_on_user_error(main=None, *, interrupted="interrupted"):
 
 
 def did_you_mean(word, choices):
-    """`` (did you mean X?)`` naming the choice closest to ``word`` (the same name in another case first), else ``""``."""
+    """`` (did you mean X?)`` naming the choice closest to ``word`` (the same name in another case first),
+    else ``""``."""
     choices = [str(c) for c in choices]
     word = str(word)
     same = [c for c in choices if c.lower() == word.lower() and c != word]

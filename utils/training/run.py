@@ -38,8 +38,9 @@ def train(config: RunConfig, load) -> str:
     """Train the run ``config`` describes; ``load(config)`` returns a ``datasets.DataSplits``.  Returns the run folder."""
     with ck.locked_run_dir(config.run_dir, config.resume, config.overwrite) as run_dir, \
             deterministic_mode(config.deterministic):
-        if config.resume and record.is_complete(run_dir):
-            print(f"nothing to do: {run_dir} has finished (its outputs and config.json end time are written); "
+        finished = record.is_complete(run_dir) and record.load_config(run_dir).get("epochs") == config.epochs
+        if config.resume and finished:
+            print(f"nothing to do: {run_dir} has finished its {config.epochs} epochs (outputs and end time written); "
                   f"evaluate it with python evaluate.py {run_dir}, or train it again with --overwrite")
             return run_dir
         device = resolve_device(config)
