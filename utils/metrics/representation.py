@@ -4,13 +4,20 @@ Every function takes a representative distance matrix ``D`` (C x C, from
 :func:`representative_distances`) and the tree distances ``D_T`` (or level
 groups) and returns plain floats, ``None`` where the measure is undefined.
 No Python loops over classes: ranks, correlations and retrieval counts are
-computed for all columns at once; the permutation test loops over the
-permutations only (one C x C dot product each).
+computed for blocks of columns at once, so that at 20,000 classes only a few
+C x C arrays are alive.
+
+The permutation test (:func:`corr_perm_p`) relabels the classes of the tree
+999 times.  Each relabelled correlation is a sum over all class pairs; with
+the hierarchy at hand it is computed from block sums instead (see
+:func:`permuted_corr_elem`), which costs a few matrix products per
+relabelling rather than a pass over all pairs.
 """
 import numpy as np
-from scipy import stats
+from scipy import sparse, stats
 
 DISTANCES = ("euc", "arccos")
+BLOCK_BYTES = 64 << 20  # working memory of one block of rows or pairs
 
 
 def _none_if_nan(value):
@@ -18,22 +25,108 @@ def _none_if_nan(value):
     return value if np.isfinite(value) else None
 
 
+def _rows_per_block(n_columns, copies=8):
+    """Rows of a block of ``n_columns`` float64 columns such that ``copies`` such blocks fit BLOCK_BYTES."""
+    return max(1, BLOCK_BYTES // max(1, 8 * copies * n_columns))
+
+
 def representative_distances(representatives, distance="euc"):
     """Pairwise distances of L2-normalised rows: chord ``sqrt(2 - 2 cos)`` or angle ``arccos(cos)``.
 
-    Rows are renormalised in float64; the diagonal is exactly 0.
+    Rows are renormalised in float64; the diagonal is exactly 0.  Computed in
+    place on the one C x C cosine matrix.
     """
     if distance not in DISTANCES:
         raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
     x = np.asarray(representatives, dtype=np.float64)
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    cos = np.clip(x @ x.T, -1.0, 1.0)
+    d = x @ x.T
+    np.clip(d, -1.0, 1.0, out=d)
     if distance == "euc":
-        d = np.sqrt(np.maximum(2.0 - 2.0 * cos, 0.0))
+        d *= 2.0
+        np.subtract(2.0, d, out=d)
+        np.maximum(d, 0.0, out=d)
+        np.sqrt(d, out=d)
     else:
-        d = np.arccos(cos)
+        np.arccos(d, out=d)
     np.fill_diagonal(d, 0.0)
     return d
+
+
+# ---------------------------------------------------------------- ranks
+def _average_ranks_rows(M):
+    """Average ranks (1-based; tied values share the mean of their ranks) along each row of a 2-D block.
+
+    Equal to ``scipy.stats.rankdata(M, axis=1)``: the ranks are exact half-integers.
+    """
+    b, n = M.shape
+    order = np.argsort(M, axis=1)
+    s = np.take_along_axis(M, order, axis=1)
+    starts = np.ones((b, n), dtype=bool)  # sorted position k begins a run of equal values
+    starts[:, 1:] = s[:, 1:] != s[:, :-1]
+    del s
+    pos = np.arange(n)
+    first = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)  # the run's first position
+    ends = np.ones((b, n), dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    stop = np.minimum.accumulate(np.where(ends, pos + 1, n)[:, ::-1], axis=1)[:, ::-1]  # one past its last
+    ranks = np.empty((b, n))
+    np.put_along_axis(ranks, order, (first + stop + 1) / 2.0, axis=1)
+    return ranks
+
+
+def _average_ranks(x):
+    """Average ranks of a 1-D float64 array, written into the array itself (as ``scipy.stats.rankdata``).
+
+    Works through the sorted order a chunk at a time, so it needs the array,
+    its argsort and one byte per element.
+    """
+    n = x.size
+    order = np.argsort(x)
+    starts = np.empty(n, dtype=bool)
+    step = max(1, BLOCK_BYTES // 32)
+    previous = None
+    for k0 in range(0, n, step):
+        v = x[order[k0:k0 + step]]
+        starts[k0] = previous is None or v[0] != previous
+        starts[k0 + 1:k0 + v.size] = v[1:] != v[:-1]
+        previous = v[-1]
+    carry = 0
+    for k0 in range(0, n, step):  # the first position of each run, forwards; into x (no longer needed)
+        k1 = min(n, k0 + step)
+        first = np.maximum(np.maximum.accumulate(np.where(starts[k0:k1], np.arange(k0, k1), -1)), carry)
+        x[order[k0:k1]] = first
+        carry = first[-1]
+    carry = n
+    for k0 in reversed(range(0, n, step)):  # one past the last position of each run, backwards
+        k1 = min(n, k0 + step)
+        ends = np.empty(k1 - k0, dtype=bool)
+        ends[:-1] = starts[k0 + 1:k1]
+        ends[-1] = k1 == n or starts[k1]
+        stop = np.minimum(np.minimum.accumulate(np.where(ends, np.arange(k0, k1) + 1, n)[::-1])[::-1], carry)
+        at = order[k0:k1]
+        x[at] = (x[at] + stop + 1) / 2.0
+        carry = stop[0]
+    return x
+
+
+def _integer_rank_rows(M):
+    """Average ranks along each row of an integer block, by counting (no sort): as :func:`_average_ranks_rows`."""
+    M = np.asarray(M, dtype=np.int64)
+    b = M.shape[0]
+    lo = int(M.min())
+    width = int(M.max()) - lo + 1
+    codes = (M - lo) + width * np.arange(b)[:, None]
+    counts = np.bincount(codes.ravel(), minlength=b * width).reshape(b, width)
+    ranks = np.cumsum(counts, axis=1) - counts + (counts + 1) / 2.0
+    return np.take_along_axis(ranks, M - lo, axis=1)
+
+
+def _rank_rows(M):
+    M = np.asarray(M)
+    if M.dtype.kind in "iub" and M.size:
+        return _integer_rank_rows(M)
+    return _average_ranks_rows(np.asarray(M, dtype=np.float64))
 
 
 # ---------------------------------------------------------------- Spearman
@@ -57,12 +150,21 @@ def _pearson_columns(x, y):
 def spearman_columns(a, b):
     """Spearman correlation and p-value between column i of ``a`` and column i of ``b``, for every i.
 
-    Ties get average ranks; a constant column gives NaN.
+    Ties get average ranks; a constant column gives NaN.  Works on blocks of
+    columns, so a 20,000-column pair of matrices needs little more memory than
+    the matrices themselves.
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    r = _pearson_columns(stats.rankdata(a, axis=0), stats.rankdata(b, axis=0))
-    return r, _spearman_pvalue(r, a.shape[0])
+    a = np.asarray(a)
+    b = np.asarray(b)
+    n, m = a.shape
+    r = np.empty(m)
+    step = _rows_per_block(n)
+    for c0 in range(0, m, step):
+        c1 = min(m, c0 + step)
+        ra = _rank_rows(np.ascontiguousarray(a[:, c0:c1].T))
+        rb = _rank_rows(np.ascontiguousarray(b[:, c0:c1].T))
+        r[c0:c1] = _pearson_columns(ra.T, rb.T)
+    return r, _spearman_pvalue(r, n)
 
 
 def corr_mean(D, D_T):
@@ -86,19 +188,123 @@ def corr_mean(D, D_T):
     return _none_if_nan(mean_r), _none_if_nan(mean_p)
 
 
-def _upper(matrix):
-    i, j = np.triu_indices(np.shape(matrix)[0], 1)
-    return np.asarray(matrix)[i, j]
+# ------------------------------------------------------------ pair ranks
+def _upper_rows(M, r0, r1):
+    """The pairs (i, j), j > i, of rows r0..r1-1 of a square matrix, in row-major (condensed) order."""
+    block = np.asarray(M[r0:r1])
+    return block[np.arange(block.shape[1])[None, :] > np.arange(r0, r1)[:, None]]
+
+
+def _row_blocks(n):
+    """Row ranges of a square n x n matrix whose pairs above the diagonal fill about BLOCK_BYTES / 8 values."""
+    step = _rows_per_block(n, copies=2)
+    return [(r0, min(n, r0 + step)) for r0 in range(0, n, step)]
+
+
+def _condensed(M):
+    """The pairs i < j of a square matrix in row-major order (as ``M[triu_indices(C, 1)]``), float64."""
+    n = np.shape(M)[0]
+    out = np.empty(n * (n - 1) // 2)
+    at = 0
+    for r0, r1 in _row_blocks(n):
+        part = _upper_rows(M, r0, r1)
+        out[at:at + part.size] = part
+        at += part.size
+    return out
+
+
+class _PairRanks:
+    """Centred pair ranks of ``D`` and ``D_T`` (pairs i < j), doubled so that they are exact integers.
+
+    ``a``: ``2 rank - (N + 1)`` of each pair of ``D`` (condensed, row-major);
+    the tree side is a lookup from distance value to its doubled centred rank
+    when ``D_T`` holds integers (tree distances: a handful of values), else a
+    condensed array like ``a``.  Both sum to zero, so the Pearson correlation
+    of the ranks is ``<a, b> / (|a| |b|)``.
+    """
+
+    def __init__(self, D, D_T):
+        n = np.shape(D)[0]
+        self.n_classes = n
+        self.n_pairs = n * (n - 1) // 2
+        self.a = _average_ranks(_condensed(D))
+        self.a *= 2.0
+        self.a -= self.n_pairs + 1
+        D_T = np.asarray(D_T)
+        self.lookup = None
+        if D_T.dtype.kind in "iu":
+            self.lo = int(D_T.min())
+            width = int(D_T.max()) - self.lo + 1
+            counts = np.zeros(width, dtype=np.int64)
+            for r0, r1 in _row_blocks(n):
+                counts += np.bincount(_upper_rows(D_T, r0, r1) - self.lo, minlength=width)
+            ranks = np.cumsum(counts) - counts + (counts + 1) / 2.0
+            self.counts = counts
+            self.lookup = 2.0 * ranks - (self.n_pairs + 1)
+            self.b_norm2 = float(np.dot(counts, self.lookup**2))
+        else:
+            self.b = _average_ranks(_condensed(D_T))
+            self.b *= 2.0
+            self.b -= self.n_pairs + 1
+            self.b_norm2 = float(np.dot(self.b, self.b))
+        self.a_norm2 = float(np.dot(self.a, self.a))
+        self.D_T = D_T
+
+    def tree_values(self, distances):
+        """The doubled centred rank of tree distances (integer ``D_T`` only)."""
+        return self.lookup[np.asarray(distances) - self.lo]
+
+    def tree_pairs(self, r0, r1):
+        """Doubled centred ranks of the pairs of ``D_T`` in rows r0..r1-1 (condensed order)."""
+        if self.lookup is None:
+            start = r0 * self.n_classes - r0 * (r0 + 1) // 2
+            stop = r1 * self.n_classes - r1 * (r1 + 1) // 2
+            return self.b[start:stop]
+        return self.tree_values(_upper_rows(self.D_T, r0, r1))
+
+    @property
+    def norm(self):
+        return np.sqrt(self.a_norm2 * self.b_norm2)
+
+    def correlation(self):
+        """Spearman correlation of the pairs of ``D`` and ``D_T`` (NaN when either is constant)."""
+        dot = 0.0
+        at = 0
+        for r0, r1 in _row_blocks(self.n_classes):
+            b = self.tree_pairs(r0, r1)
+            dot += float(np.dot(self.a[at:at + b.size], b))
+            at += b.size
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.clip(dot / self.norm, -1.0, 1.0)) if self.norm > 0 else np.nan
+
+    def square(self, tree=False):
+        """The ranks as a symmetric C x C matrix with a zero diagonal (``tree``: the ``D_T`` side)."""
+        n = self.n_classes
+        out = np.zeros((n, n))
+        at = 0
+        for r0, r1 in _row_blocks(n):
+            mask = np.arange(n)[None, :] > np.arange(r0, r1)[:, None]
+            size = (r1 - r0) * n - (r1 * (r1 + 1) - r0 * (r0 + 1)) // 2
+            out[r0:r1][mask] = self.tree_pairs(r0, r1) if tree else self.a[at:at + size]
+            at += size
+        for r0, r1 in _row_blocks(n):  # mirror the upper triangle
+            out[r1:, r0:r1] = out[r0:r1, r1:].T
+            square = out[r0:r1, r0:r1]
+            lower = np.tril_indices(r1 - r0, -1)
+            square[lower] = square.T[lower]
+        return out
 
 
 def corr_elem(D, D_T):
     """``corr_elem``: one Spearman correlation over all class pairs i < j.  Returns ``(r, p)``."""
     if np.shape(D)[0] < 3:
         return None, None
-    r, p = spearman_columns(_upper(D)[:, None], _upper(D_T)[:, None])
-    return _none_if_nan(r[0]), _none_if_nan(p[0])
+    ranks = _PairRanks(D, D_T)
+    r = ranks.correlation()
+    return _none_if_nan(r), _none_if_nan(_spearman_pvalue(r, ranks.n_pairs))
 
 
+# ------------------------------------------------------------ permutation test
 def class_permutations(n_classes, n_perm=999, seed=0):
     """The ``n_perm`` random relabellings of ``corr_perm_p``: row k is a permutation of 0..C-1.
 
@@ -108,49 +314,324 @@ def class_permutations(n_classes, n_perm=999, seed=0):
     return rng.permuted(np.tile(np.arange(n_classes), (n_perm, 1)), axis=1)
 
 
-def permuted_corr_elem(D, D_T, perms):
+# Relative costs (nanoseconds, 2-core machine) that choose the block plans of
+# _TreeBlocks; they change the speed of the permutation test, never its numbers.
+FLOP_NS = 0.025  # one floating-point operation of a dense matrix product
+ROW_NS = 1.2  # adding one element of a row of A into a small part's column
+SUM_NS = 2.0  # summing one element of a part's column by the parts of a relabelling
+PAIR_NS = 35.0  # gathering one pair inside an item from A at random positions
+BOUND_PAIR_NS = 0.5  # first pass: a pair inside an item is only bounded; this prices its slack
+
+
+class _TreeBlocks:
+    """The relabelled tree ranks ``F[p_i, p_j]`` as a few block sums (the fast path of the permutation test).
+
+    ``F[x, y]`` = the doubled centred rank of ``d_T(x, y)``.  The classes of the
+    tree are split into *items* (:func:`_choose_items`): subtrees of the
+    taxonomy, and single classes that sit at an inner node.  For two classes
+    in different items the tree distance is ``len_x + len_y - 2 s`` with ``s``
+    the depth at which the two items' paths part, so ``F`` is constant over
+    the pairs of two *parts* (the classes of one item with one path length).
+    Since the pair ranks ``A`` of ``D`` sum to zero, ``F`` may be shifted by a
+    constant ``c``, and a relabelled correlation's numerator is
+
+        sum_{i<j} A[i, j] F[p_i, p_j] = 1/2 sum_{k, k'} Phi[k, k'] S[k, k'] + sum_inside (F - c) A',
+
+    ``Phi[k, k'] = F - c`` for parts of different items (0 within an item),
+    ``S[k, k']`` the sum of ``A`` between the positions whose relabelled class
+    lies in part k and in part k' (one column ``A v_k`` per part: a dense
+    matrix product for a big part, a sum of rows for a small one), and the
+    last sum runs over the pairs inside items, gathered one by one
+    (``gather=True``, ``c = 0``).  With ``gather=False`` that sum is not
+    computed but bounded: ``bound`` is the largest value it can take under
+    any relabelling (the largest |F - c| paired with the largest |A|, the
+    rearrangement inequality; ``c`` chosen to make it smallest).
+    """
+
+    def __init__(self, hierarchy, ranks, item_of, gather=True):
+        C = hierarchy.n_classes
+        self.n_classes = C
+        self.gather = gather
+        lengths = hierarchy.lengths
+        key = item_of * (int(lengths.max()) + 1) + lengths
+        _, rep, part_of = np.unique(key, return_index=True, return_inverse=True)
+        self.part_of = part_of.reshape(-1)
+        part_item = item_of[rep]
+        size = np.bincount(self.part_of).astype(np.float64)
+        K = rep.size
+        D_T = np.asarray(hierarchy.distances)
+        d_rep = D_T[np.ix_(rep, rep)] - ranks.lo
+        cross = part_item[:, None] != part_item[None, :]
+        self.shift = 0.0
+        self.bound = 0.0
+        if gather:
+            self._inside_pairs(item_of, D_T, ranks)
+        else:  # the tree values of the pairs inside items: all pairs' counts less the cross pairs'
+            upper = np.triu(cross, 1)
+            cross_counts = np.bincount(d_rep[upper], weights=np.outer(size, size)[upper], minlength=ranks.counts.size)
+            inside = ranks.counts - np.rint(cross_counts).astype(np.int64)
+            self.bound, self.shift = _rest_bound(ranks.lookup, inside, ranks.n_pairs)
+            self.x = np.zeros(0, dtype=np.int64)
+        phi = np.where(cross, ranks.lookup[d_rep] - self.shift, 0.0)
+        dense = 2.0 * C * FLOP_NS * C < size * C * ROW_NS
+        self.dense = np.flatnonzero(dense)
+        self.rows = np.flatnonzero(~dense)
+        self.dense_column = np.full(K, -1)
+        self.dense_column[self.dense] = np.arange(self.dense.size)
+        self.row_column = np.full(K, -1)
+        self.row_column[self.rows] = np.arange(self.rows.size)
+        self.phi_dense = phi[:, self.dense]
+        self.phi_rows = np.ascontiguousarray(phi[:, self.rows].T)
+        self.active = bool(np.any(phi))
+
+    def _inside_pairs(self, item_of, D_T, ranks):
+        """The pairs (x < y by position in the item) inside every item of two or more classes, and their F."""
+        order = np.argsort(item_of, kind="stable")
+        bounds = np.flatnonzero(np.diff(np.concatenate([[-1], item_of[order], [-1]])))
+        first, second = [], []
+        for s0, s1 in zip(bounds[:-1], bounds[1:]):
+            if s1 - s0 >= 2:
+                members = order[s0:s1]
+                i, j = np.triu_indices(s1 - s0, 1)
+                first.append(members[i])
+                second.append(members[j])
+        if first:
+            self.x = np.concatenate(first)
+            self.y = np.concatenate(second)
+            resort = np.lexsort((self.y, self.x))
+            self.x, self.y = self.x[resort], self.y[resort]
+            self.w = ranks.lookup[D_T[self.x, self.y] - ranks.lo]
+        else:
+            self.x = self.y = np.zeros(0, dtype=np.int64)
+            self.w = np.zeros(0)
+
+    def dots(self, A, perms, progress=None):
+        """The numerator above for every row ``p`` of ``perms`` (the pairs inside items only when gathering)."""
+        C = self.n_classes
+        perms = np.asarray(perms)
+        out = np.zeros(len(perms))
+        flat = A.reshape(-1)
+        Kd = self.dense.size
+        batch = max(1, (32 << 20) // max(1, 8 * C * max(Kd, 1)))
+        pair_step = max(1, BLOCK_BYTES // 40)
+        positions = np.arange(C)
+        for b0 in range(0, len(perms), batch):
+            chunk = perms[b0:b0 + batch]
+            labels = self.part_of[chunk]  # the part of the relabelled class at every position
+            if self.active and Kd:
+                V = np.zeros((C, len(chunk) * Kd))  # one column per relabelling and dense part
+                column = self.dense_column[labels]
+                for b in range(len(chunk)):
+                    at = np.flatnonzero(column[b] >= 0)
+                    V[at, b * Kd + column[b, at]] = 1.0
+                Y = A @ V
+            for b, (p, lab) in enumerate(zip(chunk, labels)):
+                total = 0.0
+                if self.active:
+                    order = np.argsort(lab, kind="stable")
+                    starts = np.flatnonzero(np.concatenate([[True], np.diff(lab[order]) != 0]))
+                    if Kd:  # S[k, k'] for every part k and dense part k'
+                        S = np.add.reduceat(Y[order, b * Kd:(b + 1) * Kd], starts, axis=0)
+                        total += 0.5 * float(np.sum(self.phi_dense * S))
+                    if self.rows.size:  # the small parts' columns, as sums of rows of A
+                        at = np.flatnonzero(self.row_column[lab] >= 0)
+                        member = sparse.csr_matrix(
+                            (np.ones(at.size), (self.row_column[lab[at]], positions[at])), shape=(self.rows.size, C)
+                        )
+                        S = np.add.reduceat((member @ A)[:, order], starts, axis=1)
+                        total += 0.5 * float(np.sum(self.phi_rows * S))
+                if self.gather and self.x.size:
+                    q = np.empty(C, dtype=np.int64)
+                    q[p] = positions
+                    for k0 in range(0, self.x.size, pair_step):
+                        k1 = k0 + pair_step
+                        total += float(np.dot(self.w[k0:k1], flat[q[self.x[k0:k1]] * C + q[self.y[k0:k1]]]))
+                out[b0 + b] = total
+            if progress is not None:
+                progress(min(b0 + batch, len(perms)), len(perms))
+        return out
+
+
+def _top_abs_rank_sum(m, n):
+    """The sum of the m largest of ``|2k - (n + 1)|``, k = 1..n (doubled centred ranks without ties)."""
+    h, r = m // 2, m % 2
+    return 2.0 * (h * (n - 1.0) - h * (h - 1.0)) + r * (n - 1.0 - 2.0 * h)
+
+
+def _rest_bound(values, counts, n_pairs):
+    """``(bound, c)``: the largest ``|sum (v - c) a|`` over ``counts[t]`` pairs of tree value ``values[t]``.
+
+    Each pair carries a distinct doubled centred rank ``a`` of ``D``; the sum
+    is largest when the largest ``|v - c|`` meet the largest ``|a|``.  Ties in
+    ``D`` only shrink the largest ``|a|`` (their ranks are averaged), so the
+    ranks without ties give a bound that always holds.  ``c`` minimises it.
+    """
+    present = counts > 0
+    if not present.any():
+        return 0.0, 0.0
+    v, n = values[present], counts[present].astype(np.float64)
+    best = (np.inf, 0.0)
+    for c in np.unique(v):
+        u = np.abs(v - c)
+        order = np.argsort(-u, kind="stable")
+        edges = np.concatenate([[0.0], np.cumsum(n[order])])
+        slabs = _top_abs_rank_sum(edges[1:], n_pairs) - _top_abs_rank_sum(edges[:-1], n_pairs)
+        bound = float(np.dot(u[order], slabs))
+        if bound < best[0]:
+            best = (bound, float(c))
+    return best[0] * (1.0 + 1e-9), best[1]
+
+
+def _choose_items(hierarchy, pair_ns=PAIR_NS):
+    """The item of every class (see :class:`_TreeBlocks`), chosen bottom-up by the cost model.
+
+    A subtree is one item (one column per path length in it, and its pairs
+    inside, at ``pair_ns`` each) or is expanded into its children's best
+    choices plus, when a class sits at its node, that class alone.
+    """
+    C = hierarchy.n_classes
+    L = hierarchy.n_levels
+    lengths = hierarchy.lengths
+    width = L + 1
+
+    def part_cost(count):
+        count = np.asarray(count, dtype=np.float64)
+        column = np.minimum(2.0 * C * C * FLOP_NS, count * C * ROW_NS) + C * SUM_NS
+        return np.where(count > 0, column, 0.0)
+
+    nodes = []  # per level: the node of every class (-1: none), parent node, holder class, item cost
+    for level in range(L):
+        groups = hierarchy.level_groups(level)
+        deep = lengths > level
+        _, first, node_of = np.unique(groups[deep], return_index=True, return_inverse=True)
+        node = np.full(C, -1)
+        node[deep] = node_of.reshape(-1)
+        n_nodes = first.size
+        members = np.flatnonzero(deep)
+        size = np.bincount(node[members], minlength=n_nodes).astype(np.float64)
+        counts = np.bincount(node[members] * width + lengths[members], minlength=n_nodes * width)
+        holder = np.full(n_nodes, -1)
+        at = np.flatnonzero(lengths == level + 1)
+        holder[node[at]] = at
+        parent = nodes[-1]["node"][members[first]] if level else np.zeros(n_nodes, dtype=np.int64)
+        item = part_cost(counts.reshape(n_nodes, width)).sum(axis=1) + pair_ns * size * (size - 1) / 2.0
+        nodes.append({"node": node, "parent": parent, "holder": holder, "item": item})
+    for level in reversed(range(L)):
+        here = nodes[level]
+        n_nodes = here["item"].size
+        expand = np.where(here["holder"] >= 0, part_cost(1), 0.0)
+        if level + 1 < L:
+            below = nodes[level + 1]
+            expand = expand + np.bincount(below["parent"], weights=below["best"], minlength=n_nodes)
+            has_children = np.bincount(below["parent"], minlength=n_nodes) > 0
+        else:
+            has_children = np.zeros(n_nodes, dtype=bool)
+        here["expand"] = has_children & (expand < here["item"])
+        here["best"] = np.where(here["expand"], expand, here["item"])
+    item_of = np.full(C, -1)
+    if pair_ns * C * (C - 1) / 2.0 <= nodes[0]["best"].sum():  # one item: every pair inside
+        item_of[:] = 0
+        return item_of
+    open_parent = np.ones(1, dtype=bool)  # the root is expanded
+    next_id = 0
+    for level in range(L):
+        here = nodes[level]
+        reached = open_parent[here["parent"]]
+        items = np.flatnonzero(reached & ~here["expand"])
+        ids = np.full(here["item"].size, -1)
+        ids[items] = next_id + np.arange(items.size)
+        next_id += items.size
+        inside = here["node"] >= 0
+        inside[inside] = ids[here["node"][inside]] >= 0
+        item_of[inside] = ids[here["node"][inside]]
+        held = here["holder"][reached & here["expand"]]
+        held = held[held >= 0]
+        item_of[held] = next_id + np.arange(held.size)
+        next_id += held.size
+        open_parent = reached & here["expand"]
+    return item_of
+
+
+def permuted_corr_elem(D, D_T, perms, hierarchy=None, progress=None):
     """``corr_elem`` of ``D`` against ``D_T[p][:, p]`` for every permutation ``p`` (row of ``perms``).
 
     Relabelling the classes only moves the pair values around, so the ranks of
     the pairs of ``D_T`` are permuted with them and their mean and spread stay
-    the same: each correlation is one dot product of centred rank matrices,
-    ``<A, B[p][:, p]> / (|a| |b|)``.  One loop step per permutation (two
-    ``take`` calls and a dot product over C x C), which is faster than a
-    three-dimensional fancy index over a chunk of permutations.
+    the same: each correlation is ``sum_{i<j} A[i, j] B[p_i, p_j] / (|a| |b|)``
+    with ``A``, ``B`` the centred pair ranks of ``D`` and ``D_T``.  Given the
+    ``hierarchy`` whose tree distances ``D_T`` are, the sums come from block
+    sums (:class:`_TreeBlocks`); without it, from one pass over the pairs per
+    relabelling.  ``progress(done, total)`` is called now and then.
     """
-    C = np.shape(D)[0]
-    i, j = np.triu_indices(C, 1)
-    ra = stats.rankdata(np.asarray(D, dtype=np.float64)[i, j])
-    rb = stats.rankdata(np.asarray(D_T, dtype=np.float64)[i, j])
-    ra -= ra.mean()
-    rb -= rb.mean()
-    norm = np.sqrt((ra * ra).sum() * (rb * rb).sum())
-    A = np.zeros((C, C))
-    A[i, j] = ra  # upper triangle only: the sum over i < j
-    B = np.zeros((C, C))
-    B[i, j] = rb
-    B += B.T  # symmetric: B[p_i, p_j] is the permuted rank of pair (i, j) whichever way round
-    dots = np.array([np.vdot(A, B.take(p, axis=0).take(p, axis=1)) for p in np.asarray(perms)])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return dots / norm
+    ranks = _PairRanks(D, D_T)
+    A = ranks.square()
+    ranks.a = None  # the condensed copy is no longer needed
+    return _exact_dots(A, ranks, np.asarray(perms), hierarchy, progress) / ranks.norm
 
 
-def corr_perm_p(D, D_T, n_perm=999, seed=0):
+def _exact_dots(A, ranks, perms, hierarchy, progress):
+    if hierarchy is not None and ranks.lookup is not None:
+        return _TreeBlocks(hierarchy, ranks, _choose_items(hierarchy)).dots(A, perms, progress)
+    B = ranks.square(tree=True)
+    dots = np.zeros(len(perms))
+    step = _rows_per_block(ranks.n_classes, copies=2)
+    for k, p in enumerate(perms):
+        for r0 in range(0, ranks.n_classes, step):
+            r1 = r0 + step
+            dots[k] += np.vdot(A[r0:r1], B[p[r0:r1]][:, p])
+        if progress is not None:
+            progress(k + 1, len(perms))
+    return dots / 2.0  # both triangles
+
+
+def corr_perm_p(D, D_T, n_perm=999, seed=0, hierarchy=None, progress=None):
     """``corr_perm_p``: permutation p-value of ``corr_elem`` against random relabellings.
 
     ``(1 + number of the n_perm relabellings whose corr_elem >= the observed one) / (n_perm + 1)``,
     with the relabellings of :func:`class_permutations` (same permutation on
     rows and columns of ``D_T``).  ``None`` when ``corr_elem`` is undefined.
+
+    ``hierarchy``: the hierarchy of ``D_T``.  With it, a first pass computes
+    each relabelled correlation up to the pairs inside coarse subtrees, with
+    a bound on those (:class:`_TreeBlocks`); only the relabellings it cannot
+    place on one side of the observed value are computed exactly.  The count
+    is the same as with every correlation computed (a margin of 1e-9 covers
+    rounding).  ``progress(done, total)`` is called now and then.
     """
-    observed, _ = corr_elem(D, D_T)
+    if np.shape(D)[0] < 3:
+        return None
+    ranks = _PairRanks(D, D_T)
+    observed = _none_if_nan(ranks.correlation())
     if observed is None:
         return None
-    null = permuted_corr_elem(D, D_T, class_permutations(np.shape(D)[0], n_perm, seed))
-    count = int(np.sum(null >= observed - 1e-12))  # tolerance: equal correlations count as >=
+    perms = class_permutations(np.shape(D)[0], n_perm, seed)
+    A = ranks.square()
+    ranks.a = None
+    threshold = observed - 1e-12  # tolerance: equal correlations count as >=
+    count = 0
+    if hierarchy is not None and ranks.lookup is not None:
+        coarse = _TreeBlocks(hierarchy, ranks, _choose_items(hierarchy, BOUND_PAIR_NS), gather=False)
+        first = coarse.dots(A, perms, progress) / ranks.norm
+        margin = coarse.bound / ranks.norm + 1e-9
+        count += int(np.sum(first - margin >= threshold))
+        perms = perms[(first + margin >= threshold) & (first - margin < threshold)]
+    if len(perms):
+        null = _exact_dots(A, ranks, perms, hierarchy, progress) / ranks.norm
+        count += int(np.sum(null >= threshold))
     return (1 + count) / (n_perm + 1)
 
 
 # ------------------------------------------------------ level retrieval
+def _stable_argsort_rows(d):
+    """``argsort(d, axis=1, kind="stable")``: a fast sort, redone stably only for the rows holding ties."""
+    order = np.argsort(d, axis=1)
+    s = np.take_along_axis(d, order, axis=1)
+    tied = np.flatnonzero((s[:, 1:] == s[:, :-1]).any(axis=1))
+    if tied.size:
+        order[tied] = np.argsort(d[tied], axis=1, kind="stable")
+    return order
+
+
 def level_retrieval(D, groups):
     """``p1``, ``rp``, ``mapr`` of the representatives at one level.
 
@@ -161,22 +642,41 @@ def level_retrieval(D, groups):
     such j.  Returns ``(p1, rp, mapr)``, all ``None`` when no group has two
     members.
     """
-    groups = np.asarray(groups)
-    C = len(groups)
-    same = groups[:, None] == groups[None, :]
-    R = same.sum(axis=1) - 1
-    query = R >= 1
-    if not query.any():
-        return None, None, None
-    d = np.array(D, dtype=np.float64)
-    np.fill_diagonal(d, np.inf)  # self goes last (all other distances are finite)
-    order = np.argsort(d[query], axis=1, kind="stable")[:, : C - 1]
-    hits = np.take_along_axis(same[query], order, axis=1)
-    Rq = R[query]
-    k = np.arange(1, C)
-    within = hits & (k[None, :] <= Rq[:, None])
-    p1 = hits[:, 0].mean()
-    rp = (within.sum(axis=1) / Rq).mean()
-    precision_at_k = np.cumsum(within, axis=1) / k
-    mapr = ((within * precision_at_k).sum(axis=1) / Rq).mean()
-    return float(p1), float(rp), float(mapr)
+    return levels_retrieval(D, [groups])[0]
+
+
+def levels_retrieval(D, level_groups):
+    """:func:`level_retrieval` at several levels at once: one neighbour order per class serves them all.
+
+    Works on blocks of rows of ``D``; per level only the first R neighbours
+    of a query are read.  Returns a list of ``(p1, rp, mapr)``.
+    """
+    D = np.asarray(D)
+    C = D.shape[0]
+    levels = [np.asarray(g) for g in level_groups]
+    wanted = [np.bincount(g)[g] - 1 for g in levels]  # R of every class at every level
+    sums = np.zeros((len(levels), 3))
+    n_query = np.array([(R >= 1).sum() for R in wanted])
+    step = _rows_per_block(C, copies=4)
+    for r0 in range(0, C, step):
+        r1 = min(C, r0 + step)
+        rows = np.arange(r0, r1)
+        if not any((R[r0:r1] >= 1).any() for R in wanted):
+            continue
+        d = np.array(D[r0:r1], dtype=np.float64)
+        d[np.arange(r1 - r0), rows] = np.inf  # self goes last (all other distances are finite)
+        order = _stable_argsort_rows(d)
+        del d
+        for level, (groups, R) in enumerate(zip(levels, wanted)):
+            query = np.flatnonzero(R[r0:r1] >= 1)
+            if not query.size:
+                continue
+            Rq = R[r0:r1][query]
+            width = int(Rq.max())
+            hits = groups[order[query, :width]] == groups[rows[query]][:, None]
+            k = np.arange(1, width + 1)
+            within = hits & (k[None, :] <= Rq[:, None])
+            sums[level, 0] += hits[:, 0].sum()
+            sums[level, 1] += (within.sum(axis=1) / Rq).sum()
+            sums[level, 2] += ((within * (np.cumsum(within, axis=1) / k)).sum(axis=1) / Rq).sum()
+    return [tuple(float(v) for v in sums[level] / n) if n else (None, None, None) for level, n in enumerate(n_query)]
