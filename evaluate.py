@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from utils import inspect_weights, record
+from utils import record
 from utils.errors import UserError, exit_on_user_error
-from utils.io import write_dataframe_csv, write_json, write_npz, write_text
-from utils.metrics.evaluation import N_PERM, evaluate_outputs, options_label, summarise, summary_markdown
+from utils.evaluation import inspect as inspect_weights
+from utils.evaluation.measures import N_PERM, evaluate_outputs
+from utils.evaluation.summary import summarise, summary_markdown, summary_row
+from utils.io import write_dataframe_csv, write_npz, write_text
 
 
 def parse_args(argv=None):
@@ -114,11 +116,7 @@ def suffixed(name, last):
 
 def write_run_files(run, result, last, plots):
     out = lambda name: os.path.join(run.path, suffixed(name, last))  # noqa: E731
-    write_json(out(record.METRICS_JSON), result.metrics)
-    write_dataframe_csv(
-        out(record.METRICS_CSV),
-        pd.DataFrame({"name": list(result.metrics), "value": list(result.metrics.values())}),
-    )
+    record.write_metrics(out(record.METRICS_JSON), out(record.METRICS_CSV), result.metrics)
     write_dataframe_csv(out(record.PER_CLASS_CSV), result.per_class)
     write_npz(out(record.CONFUSION_NPZ), **result.confusion)
     write_dataframe_csv(out(record.HS_CURVE_CSV), pd.DataFrame({"k": np.arange(1, result.hs.size + 1), "hs": result.hs}))
@@ -127,7 +125,7 @@ def write_run_files(run, result, last, plots):
         write_text(out(name), result.newick[kind])
     if not plots:
         return
-    from utils import plots as P
+    from utils.evaluation import plots as P
 
     distance = str(run.config.get("distance", "euc"))
     for kind in ("W", "proto") if run.hierarchy.n_classes >= 2 else ():
@@ -202,19 +200,7 @@ def main(argv=None):
             raise UserError(f"cannot write the results into {run.path}: {err.strerror or err}; check its permissions") from None
         if not args.quiet:
             tqdm.write(run_block(run, result.metrics) + "\n")
-        c = run.config
-        rows.append(
-            {
-                "run": run.name,
-                "group": record.group_name(run.name),
-                "dataset": c.get("dataset"),
-                "backbone": c.get("backbone"),
-                "method": c.get("method"),
-                "distance": c.get("distance"),
-                "options": options_label(c),
-                **{k: v for k, v in result.metrics.items()},
-            }
-        )
+        rows.append(summary_row(run, result.metrics))
     if len(rows) > 1:
         folder = summary_folder(run_dirs, args.summary_dir)
         summary = summarise(rows)

@@ -16,15 +16,18 @@ to each run and the exit status is 1 when any failed.
 """
 import argparse
 import datetime
+import enum
 import os
 import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import pandas as pd
 from tqdm import tqdm
 
+from datasets import registry
 from utils import lock, record
 from utils.errors import UserError, exit_on_user_error
 
@@ -48,22 +51,39 @@ CONFIGS = [
     ("DR_mds_corr", "--method DR --mds_W --CORR"),
 ]
 CONFIG_NAMES = [name for name, _ in CONFIGS]
+DISTANCE = "--distance euc"  # every run of the paper's grids
 
-# The paper's flags per dataset (any other name is a taxonomy folder read by train.py, as plankton).
-PLANKTON = ("train.py", "--size_inform --use_val")
-DATASETS = {
-    "MicroS": PLANKTON,
-    "MicroL": PLANKTON,
-    "MesoZ": PLANKTON,
-    "cifar100": ("train_cifar100.py", "--use_val --aug"),
-    "nabirds": ("train_nabirds.py", "--use_val --aug --resize 128"),
-    "synthetic": ("train.py", "--use_val"),
-    "synthetic_bench": ("train.py", "--use_val"),
-    "synthetic_bench_hard": ("train.py", "--use_val"),
-}
-DISTANCE = "--distance euc"
 
-DONE, SKIPPED, FAILED, ELSEWHERE = "done", "skipped", "failed", "running elsewhere"
+class State(enum.Enum):
+    """A run's state before it starts (what to do) and after (what happened)."""
+
+    FRESH = "fresh"  # no folder: start it
+    RESUME = "resume"  # a checkpoint to continue from: --resume
+    OVERWRITE = "overwrite"  # a folder with no checkpoint: --overwrite
+    SKIPPED = "skipped"  # finished before
+    ELSEWHERE = "running elsewhere"  # another process holds its lock
+    DONE = "done"
+    FAILED = "failed"
+
+    def __str__(self):
+        return self.value
+
+
+#: The states a run can end the grid in, in the report's order.
+REPORTED = (State.DONE, State.SKIPPED, State.FAILED, State.ELSEWHERE)
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One run of the grid: its configuration name, seed, training script and arguments, and where it writes."""
+
+    config: str
+    seed: int
+    script: str
+    argv: tuple  # the training script's arguments, as --print shows them (no device)
+    name: str  # the run name the training script gives these arguments
+    run_dir: str  # absolute
+    exec_argv: tuple  # argv with absolute --data_root/--record_dir (a cluster task may start elsewhere)
 
 
 # ----------------------------------------------------------------------------- the runs
@@ -100,9 +120,10 @@ def select_configs(only, skip):
 
 def training_argv(dataset, config_flags, seed, args):
     """The training script's arguments for one run (no device: the runner adds it)."""
-    script, flags = DATASETS.get(dataset, PLANKTON)
+    entry = registry.get(dataset)
+    script = entry.script
     argv = [] if script != "train.py" else ["--dataset", dataset]
-    argv += config_flags.split() + DISTANCE.split() + flags.split() + ["--seed", str(seed)]
+    argv += config_flags.split() + DISTANCE.split() + entry.grid_flags.split() + ["--seed", str(seed)]
     argv += shlex.split(args.extra or "")
     if args.data_root:
         argv += ["--data_root", args.data_root]
@@ -137,13 +158,11 @@ def _script_module(script):
 
 def run_name_of(script, argv):
     """The run name the training script will give these arguments (its own parser and naming rule)."""
-    from utils.cli import check_args, run_name
-
     def refuse(message):
         raise UserError(f"the training script refuses these arguments ({message}); check --extra against "
                         f"python {script} --help")
 
-    return run_name(check_args(_script_module(script).parse_args(argv, error=refuse)))
+    return _script_module(script).parse_config(argv, error=refuse).run_name
 
 
 def plan(args):
@@ -153,74 +172,73 @@ def plan(args):
         for config, flags in select_configs(args.only, args.skip):
             script, argv = training_argv(args.dataset, flags, seed, args)
             name = run_name_of(script, argv)
-            runs.append(dict(config=config, seed=seed, script=script, argv=argv, name=name,
-                             run_dir=os.path.abspath(os.path.join(args.record_dir, name)),
-                             exec_argv=absolute_folders(argv, args.record_dir)))
-    names = [r["name"] for r in runs]
+            runs.append(GridRun(config=config, seed=seed, script=script, argv=tuple(argv), name=name,
+                                run_dir=os.path.abspath(os.path.join(args.record_dir, name)),
+                                exec_argv=tuple(absolute_folders(argv, args.record_dir))))
+    names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise UserError("two runs of the grid get the same run name; check --extra")
     return runs
 
 
 def command(run, device_flags=()):
-    return " ".join(shlex.quote(x) for x in ["python", run["script"], *device_flags, *run["argv"]])
+    return " ".join(shlex.quote(x) for x in ["python", run.script, *device_flags, *run.argv])
 
 
 def state(run_dir):
-    """What to do with a run: 'skip' (finished), 'elsewhere' (locked by another process), 'resume', 'fresh'
-    (no folder), 'overwrite' (a folder with no checkpoint to continue from)."""
+    """What to do with a run before it starts: SKIPPED (finished), ELSEWHERE (locked by another process),
+    RESUME (a checkpoint to continue from), OVERWRITE (a folder with no checkpoint) or FRESH (no folder)."""
     if record.is_complete(run_dir):
-        return "skip"
+        return State.SKIPPED
     if lock.holder(run_dir) is not None:
-        return "elsewhere"
+        return State.ELSEWHERE
     if os.path.isfile(os.path.join(run_dir, record.CHECKPOINT_LAST)):
-        return "resume"
+        return State.RESUME
     if lock.run_files(run_dir):
-        return "overwrite"
-    return "fresh"
+        return State.OVERWRITE
+    return State.FRESH
 
 
-def precheck(run):
-    """``(what, skipped)``: the run's :func:`state`, and (status, detail) when it is not to be started
-    (finished, or trained elsewhere), else None."""
-    what = state(run["run_dir"])
-    if what == "skip":
-        return what, (SKIPPED, "finished before")
-    if what == "elsewhere":
-        return what, (ELSEWHERE, lock.describe(lock.holder(run["run_dir"]) or "another process"))
-    return what, None
+def not_started(run, what):
+    """``(state, detail)`` for a run that is not to be started (``what``: its :func:`state`), else None."""
+    if what is State.SKIPPED:
+        return what, "finished before"
+    if what is State.ELSEWHERE:
+        return what, lock.describe(lock.holder(run.run_dir) or "another process")
+    return None
 
 
 def start(run, what, device_flags, log_path, env=None):
     """Start the run's training process (``what``, its :func:`state`: continued with --resume where it has a
-    checkpoint), logging to ``log_path``; returns (process, log file, what was done)."""
-    extra = {"resume": ["--resume"], "overwrite": ["--overwrite"]}.get(what, [])
-    argv = [sys.executable, os.path.join(HERE, run["script"]), *device_flags, *run["exec_argv"], *extra]
+    checkpoint), logging to ``log_path``; returns (process, log file)."""
+    extra = {State.RESUME: ["--resume"], State.OVERWRITE: ["--overwrite"]}.get(what, [])
+    argv = [sys.executable, os.path.join(HERE, run.script), *device_flags, *run.exec_argv, *extra]
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     log = open(log_path, "a", encoding="utf-8")
     log.write(f"# {datetime.datetime.now().isoformat(timespec='seconds')} {shlex.join(argv)}\n")
     log.flush()
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log, what
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log
 
 
 def outcome(run, rc, what):
-    """(status, detail) of a training process that exited with ``rc``."""
-    if rc == 0 and record.is_complete(run["run_dir"]):
-        return DONE, "resumed" if what == "resume" else ""
-    who = lock.holder(run["run_dir"])
+    """(state, detail) of a training process that exited with ``rc``."""
+    if rc == 0 and record.is_complete(run.run_dir):
+        return State.DONE, "resumed" if what is State.RESUME else ""
+    who = lock.holder(run.run_dir)
     if rc == 2 and who is not None:
-        return ELSEWHERE, lock.describe(who)
-    return FAILED, f"exit {rc}"
+        return State.ELSEWHERE, lock.describe(who)
+    return State.FAILED, f"exit {rc}"
 
 
 def execute(run, log_path, device_flags, env=None):
     """Run one grid entry to the end (blocking; one task of a submitit job array): the same skip / resume /
-    lock rule as the local runner.  Returns (status, seconds, detail)."""
-    what, skipped = precheck(run)
+    lock rule as the local runner.  Returns (state, seconds, detail)."""
+    what = state(run.run_dir)
+    skipped = not_started(run, what)
     if skipped:
         return skipped[0], 0.0, skipped[1]
     t0 = time.time()
-    proc, log, what = start(run, what, device_flags, log_path, env)
+    proc, log = start(run, what, device_flags, log_path, env)
     with log:
         rc = proc.wait()
     status, detail = outcome(run, rc, what)
@@ -228,7 +246,7 @@ def execute(run, log_path, device_flags, env=None):
 
 
 def log_path_of(args, run):
-    return os.path.join(args.record_dir, "logs", run["name"] + ".log")
+    return os.path.join(args.record_dir, "logs", run.name + ".log")
 
 
 # ----------------------------------------------------------------------------- local runner
@@ -255,27 +273,28 @@ def run_local(args, runs):
     slots = device_slots(args.gpus, args.per_gpu)
     free = list(range(len(slots)))
     pending = list(runs)
-    active = {}  # slot -> (run, process, log file, what was done, start time)
+    active = {}  # slot -> (run, process, log file, its state at the start, start time)
     results = {}
     bar = tqdm(total=len(runs), desc=f"grid {args.dataset}", unit="run", disable=None)
 
     def finish(run, status, seconds, detail):
-        results[run["name"]] = (status, seconds, detail)
+        results[run.name] = (status, seconds, detail)
         bar.update(1)
-        bar.set_postfix_str(f"{run['name']}: {status}")
+        bar.set_postfix_str(f"{run.name}: {status}")
         if bar.disable:  # not a terminal (a log file): one line per finished run instead of the bar
-            print(f"[{len(results)}/{len(runs)}] {run['name']}: {status} ({seconds / 60:.1f} min)", flush=True)
+            print(f"[{len(results)}/{len(runs)}] {run.name}: {status} ({seconds / 60:.1f} min)", flush=True)
 
     while pending or active:
         while pending and free:
             run = pending.pop(0)
-            what, skipped = precheck(run)
+            what = state(run.run_dir)
+            skipped = not_started(run, what)
             if skipped:
                 finish(run, skipped[0], 0.0, skipped[1])
                 continue
             slot = free.pop(0)
             flags, env = slots[slot]
-            active[slot] = (run, *start(run, what, flags, log_path_of(args, run), env), time.time())
+            active[slot] = (run, *start(run, what, flags, log_path_of(args, run), env), what, time.time())
         time.sleep(0.2)
         for slot, (run, proc, log, what, t0) in list(active.items()):
             rc = proc.poll()
@@ -335,10 +354,10 @@ def run_submitit(args, runs, slurm_extra):
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
     results = {}
     for run in runs:  # finished runs, and runs another process trains now, are not submitted
-        _, skipped = precheck(run)
+        skipped = not_started(run, state(run.run_dir))
         if skipped:
-            results[run["name"]] = (skipped[0], 0.0, skipped[1])
-    todo = [run for run in runs if run["name"] not in results]
+            results[run.name] = (skipped[0], 0.0, skipped[1])
+    todo = [run for run in runs if run.name not in results]
     if not todo:
         print("nothing to submit: every run has finished or is running elsewhere")
         return results
@@ -353,9 +372,9 @@ def run_submitit(args, runs, slurm_extra):
         return None
     for run, job in tqdm(list(zip(todo, jobs)), desc=f"grid {args.dataset}", unit="run", disable=None):
         try:
-            results[run["name"]] = job.result()
+            results[run.name] = job.result()
         except Exception as err:  # the task itself crashed (not the training run): report, go on
-            results[run["name"]] = (FAILED, 0.0, f"{type(err).__name__}: {str(err).splitlines()[-1][:200]}")
+            results[run.name] = (State.FAILED, 0.0, f"{type(err).__name__}: {str(err).splitlines()[-1][:200]}")
     return results
 
 
@@ -363,15 +382,15 @@ def run_submitit(args, runs, slurm_extra):
 def report(args, runs, results):
     rows = []
     for run in runs:
-        status, seconds, detail = results[run["name"]]
-        rows.append(dict(run=run["name"], status=status, minutes=round(seconds / 60, 2),
-                         note=detail if status != FAILED else f"{detail}; log {log_path_of(args, run)}"))
+        status, seconds, detail = results[run.name]
+        rows.append(dict(run=run.name, status=str(status), minutes=round(seconds / 60, 2),
+                         note=detail if status is not State.FAILED else f"{detail}; log {log_path_of(args, run)}"))
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     counts = table["status"].value_counts()
-    print(", ".join(f"{counts.get(s, 0)} {s}" for s in (DONE, SKIPPED, FAILED, ELSEWHERE)) +
+    print(", ".join(f"{counts.get(str(s), 0)} {s}" for s in REPORTED) +
           f"; training time {table['minutes'].sum():.1f} min")
-    return int(counts.get(FAILED, 0))
+    return int(counts.get(str(State.FAILED), 0))
 
 
 def evaluate(args):
@@ -384,8 +403,10 @@ def evaluate(args):
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="configurations (for --only/--skip): " + ", ".join(CONFIG_NAMES) +
-                                "\nper-dataset flags: " + "; ".join(f"{d}: {s} {f}" for d, (s, f) in DATASETS.items())
-                                + "; any other name: train.py --size_inform --use_val. All runs: --distance euc."
+                                "\nper-dataset flags: " + "; ".join(f"{e.name}: {e.script} {e.grid_flags}"
+                                                                     for e in registry.REGISTRY.values())
+                                + f"; any other name: {registry.TAXONOMY_FOLDER.script} "
+                                  f"{registry.TAXONOMY_FOLDER.grid_flags}. All runs: {DISTANCE}."
                                 + "\nwith --cluster slurm, any --slurm_<name> VALUE is passed to submitit as slurm_<name> "
                                   "(e.g. --slurm_mem 32G --slurm_qos high)")
     p.add_argument("dataset", help="MicroS, MicroL, MesoZ, cifar100, nabirds, synthetic, synthetic_bench, "
@@ -431,7 +452,7 @@ def main(argv=None):
         except BrokenPipeError:  # e.g. piped into head
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    n_seeds = len({run["seed"] for run in runs})
+    n_seeds = len({run.seed for run in runs})
     print(f"grid {args.dataset}: {len(runs)} runs ({len(runs) // n_seeds} configurations x {n_seeds} seeds) "
           f"-> {args.record_dir}")
     results = run_submitit(args, runs, slurm_extra) if args.cluster else run_local(args, runs)

@@ -7,40 +7,31 @@
 Reads <data_root>/cifar-100-python/ (or cifar-100-python.tar.gz); --download fetches it
 with torchvision where the network allows.  The record goes to record/<run name>/.
 """
+import functools
 import os
 
-from datasets import load_cifar100
-from utils.cli import build_parser, parse_with
-from utils.errors import exit_on_user_error
-from utils.trainer import train
+from datasets import registry
+from utils.training import cli
+from utils.training.run import script_main
+
+ENTRY = registry.get("cifar100")
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def build():
-    p = build_parser(__doc__, backbone="resnet50", epochs=100)
+    p = cli.build_parser(__doc__, ENTRY)
     g = p.add_argument_group("data")
     g.add_argument("--small", action="store_true",
                    help="train on 10%% of the training images (with --use_val the rest validates)")
     g.add_argument("--aug", action="store_true", help="random affine + horizontal flip on the training split")
     g.add_argument("--resize", type=int, default=None, help="resize the 32x32 images to N x N (default: keep 32)")
     g.add_argument("--download", action="store_true", help="download CIFAR-100 with torchvision if it is missing")
-    p.set_defaults(dataset="cifar100", resize_default=None)
     return p
 
 
-def load_data(args):
-    return load_cifar100(args.data_root, use_val=args.use_val, small=args.small, seed=args.seed,
-                         resize=args.resize, aug=args.aug, download=args.download)
-
-
-def parse_args(argv, error=None):
-    """The run's arguments as training sees them (grid.py names runs with it)."""
-    return parse_with(build(), argv, error)
-
-
-@exit_on_user_error
-def main(argv=None):
-    args = parse_args(argv)
-    return train(args, load_data, default_workers=2, script_dir=os.path.dirname(os.path.abspath(__file__)))
+#: ``parse_config(argv, error=None)``: the run's configuration as training sees it (grid.py names runs with it).
+parse_config = functools.partial(cli.parse_built, build, ENTRY, HERE)
+main = script_main(parse_config)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Data: a CIFAR-100-shaped synthetic record (100 classes under 20 superclasses,
 7 middle groups and 3 top groups; 128-d embeddings around hierarchical class
 centres), so nothing needs downloading.
 
-"All measures" = :func:`utils.metrics.evaluation.evaluate_outputs` (W and
+"All measures" = :func:`utils.evaluation.measures.evaluate_outputs` (W and
 prototype classification, correlations with the 999-permutation test, level
 retrieval, WPGMA/UPGMA trees and Robinson-Foulds, hs@1..250 and ahs250); file
 writing and plots are timed separately.  "Paper HS@250" = the similarity
@@ -31,8 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from utils.hierarchy import Hierarchy  # noqa: E402
-from utils.metrics.evaluation import evaluate_outputs  # noqa: E402
-from utils.metrics.retrieval import default_workers, hs_curve  # noqa: E402
+from utils.evaluation.measures import evaluate_outputs  # noqa: E402
+from utils.evaluation.retrieval import default_workers, hs_curve  # noqa: E402
 
 
 def cifar_like_hierarchy():

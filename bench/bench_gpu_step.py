@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""The project's training step against a bare PyTorch loop, eager and ``--compile`` (issue 11).
+"""The project's training step against a bare PyTorch loop, eager and ``--compile`` (the figures of the README, Performance, GPU).
 
-Project: ``utils.trainer.train_epoch`` itself (the trainer's loader over an
+Project: ``utils.training.passes.train_epoch`` itself (the trainer's loader over an
 in-memory uint8 dataset, the uint8 -> float conversion on the device, the
 device-side non-finite check, accuracy and prototype sums, the head's
 ``after_step``).  Bare loop: the same network (backbone without fc, Linear to
@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets.common import TensorImageDataset  # noqa: E402
 from losses.head import ClassHead  # noqa: E402
 from models.embedding import EmbeddingNet  # noqa: E402
-from utils import trainer  # noqa: E402
+from utils.training.passes import make_loader, train_epoch  # noqa: E402
+from utils.training.speed import compile_model, uint8_view  # noqa: E402
 
 CUDA_SHAPES = [("resnet50", 128), ("inception", 128), ("resnet50", 32)]
 
@@ -48,7 +49,7 @@ def build(backbone, n_classes, device, compiled, ema, dynamic):
                      generator=torch.Generator().manual_seed(1)).to(device)
     opt = torch.optim.Adam(list(model.parameters()) + head.main_parameters(), lr=1e-4)
     scale_opt = torch.optim.Adam([head.log_s], lr=1e-4) if dynamic else None
-    net = trainer.compile_model(model, device) if compiled else model
+    net = compile_model(model, device) if compiled else model
     return net, head, opt, scale_opt
 
 
@@ -62,10 +63,10 @@ def project_ms(args, backbone, size, device, compiled):
     net, head, opt, scale_opt = build(backbone, args.classes, device, compiled, args.ema, args.dynamic)
     times = []
     for epoch in range(args.repeats + 1):
-        loader = trainer._loader(trainer.uint8_view(data), args.batch_size, True, 0, device, epoch)
+        loader = make_loader(uint8_view(data), args.batch_size, True, 0, device, epoch)
         sync(device)
         t0 = time.perf_counter()
-        trainer.train_epoch(net, head, loader, opt, scale_opt, device, epoch + 1, args.classes)
+        train_epoch(net, head, loader, opt, scale_opt, device, epoch + 1, args.classes)
         sync(device)
         if epoch:  # the first epoch warms up (and compiles)
             times.append((time.perf_counter() - t0) * 1000 / args.steps)
@@ -132,7 +133,7 @@ def bench_loader(args):
         def epoch_rate(part, workers):  # the faster of two epochs (the second reads a warm page cache)
             rates = []
             for epoch in range(2):
-                loader = trainer._loader(trainer.uint8_view(part), args.batch_size, True, workers,
+                loader = make_loader(uint8_view(part), args.batch_size, True, workers,
                                          torch.device("cpu"), epoch)
                 t0 = time.perf_counter()
                 n = sum(len(y) for _, y, _ in loader)

@@ -96,7 +96,7 @@ def main():
     device = torch.device(args.device)
     torch.manual_seed(0)
     C = args.classes
-    # a 4-level tree of C classes (for MDS): 5 x 4 x 5 groups
+    # a 3-level tree of C classes (for MDS): 5 groups, 20 below them, then the classes
     paths = [[f"a{i % 5}", f"b{i % 20}", f"c{i}"] for i in range(C)]
     hierarchy = Hierarchy([p[-1] for p in paths], paths)
     x = torch.rand(args.batch_size, 3, args.size, args.size, device=device)

@@ -22,7 +22,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from utils import inspect_weights  # noqa: E402
+from utils.evaluation import inspect as inspect_weights  # noqa: E402
 from utils.hierarchy import Hierarchy  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Dataset loaders; see ``docs/datasets.md``.
+"""Dataset loaders; see ``docs/datasets.md``.  Which datasets exist and their defaults: ``datasets/registry.py``.
 
 Every loader returns a :class:`DataSplits` whose datasets yield
 ``(image, label, wh)``: a float32 ``[C, S, S]`` image in [0, 1], the int label
@@ -12,12 +12,9 @@ import os
 from datasets.cifar100 import load_cifar100
 from datasets.common import CACHE_LIMIT_BYTES, IMAGE_EXTENSIONS, DataSplits, train_augmentation
 from datasets.nabirds import load_nabirds
-from datasets.synthetic import SYNTHETIC_NAME, SYNTHETIC_RESIZE, ensure_synthetic, generate_synthetic
+from datasets.synthetic import SYNTHETIC_NAME, ensure_synthetic, generate_synthetic
 from datasets.taxonomy import load_csv_description, load_plankton, load_taxonomy_folder
 from utils.errors import UserError
-
-#: The plankton datasets of the paper (any other folder name works the same way).
-PLANKTON = ("MicroS", "MicroL", "MesoZ")
 
 
 def default_data_root(script_dir):
@@ -46,9 +43,7 @@ __all__ = [
     "CACHE_LIMIT_BYTES",
     "DataSplits",
     "IMAGE_EXTENSIONS",
-    "PLANKTON",
     "SYNTHETIC_NAME",
-    "SYNTHETIC_RESIZE",
     "default_data_root",
     "ensure_synthetic",
     "generate_synthetic",

@@ -12,6 +12,7 @@ into ``DataLoader`` workers; randomness (augmentation) comes from torch's RNG,
 so seeding torch (and the workers, as the DataLoader does) makes runs repeatable.
 """
 import concurrent.futures
+import copy
 import math
 import os
 from dataclasses import dataclass
@@ -271,8 +272,7 @@ def to_float(image_uint8, resize=None):
 class _SplitDataset(torch.utils.data.Dataset):
     """Common part: one split (``indices``) of a shared set of images."""
 
-    #: Items keep their uint8 image (converted by ``to_float`` on the training device); set by the trainer
-    #: only where there is no transform and no resize (see ``utils.trainer.uint8_view``).
+    #: Items keep their uint8 image (converted by ``to_float`` on the training device): see :meth:`uint8_view`.
     yield_uint8 = False
 
     def __init__(self, labels, sizes, indices, transform=None):
@@ -288,6 +288,13 @@ class _SplitDataset(torch.utils.data.Dataset):
     def targets(self):
         """The labels of this split, in item order (int64)."""
         return self.labels[self.indices]
+
+    def uint8_view(self):
+        """The same split yielding uint8 images (the caller converts them with ``to_float``; used by
+        ``utils.training.speed.uint8_view`` only where that is the whole conversion)."""
+        view = copy.copy(self)
+        view.yield_uint8 = True
+        return view
 
     def _finish(self, j, x):
         if self.transform is not None:

@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from datasets.common import cut_permutation, random_split, require_folder, split_train_pool, train_augmentation
-from datasets.taxonomy import IMAGE_COLUMNS, _read_csv, build_file_splits, csv_header
+from datasets.taxonomy import IMAGE_COLUMNS, read_csv, build_file_splits, csv_header
 from utils.errors import UserError
 from utils.hierarchy import Hierarchy
 
@@ -121,7 +121,7 @@ def image_list_order(list_csv, rel_paths):
     """
     position = {rel.replace("\\", "/"): i for i, rel in enumerate(rel_paths)}
     order = []
-    for line, row in enumerate(_read_csv(list_csv, IMAGE_COLUMNS), start=2):
+    for line, row in enumerate(read_csv(list_csv, IMAGE_COLUMNS), start=2):
         parts = [p for p in row["Filepath"].replace("\\", "/").split("/") if p]
         cut = max((i for i, p in enumerate(parts) if p in (RESIZED_FOLDER, "images")), default=None)
         rel = None if cut is None else "/".join(parts[cut + 1:])

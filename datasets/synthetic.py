@@ -38,8 +38,6 @@ from PIL import Image
 from utils.errors import UserError
 
 SYNTHETIC_NAME = "synthetic"
-#: Default side the synthetic images are resized to when loaded (``load_plankton``).
-SYNTHETIC_RESIZE = 64
 GENERATOR_VERSION = 2
 DEFAULTS = dict(seed=0, n_classes=15, depth=4, images_per_class=40, image_size=(32, 64), level_signal=1.0,
                 node_noise=0.04, pixel_noise=0.04)

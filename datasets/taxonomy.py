@@ -29,9 +29,6 @@ from datasets.common import (
 from utils.errors import UserError
 from utils.hierarchy import Hierarchy
 
-#: Datasets read as grayscale (1 channel) unless ``gray`` is given.
-GRAY_DATASETS = ("MesoZ",)
-
 #: First path components of a ``Filepath`` that are a literal placeholder for ``--data_root``.
 PLACEHOLDERS = ("DATA_init", "$DATA_init", "${DATA_init}", "{DATA_init}", "<DATA_init>",
                 "data_root", "$data_root", "{data_root}", "<data_root>")
@@ -80,8 +77,8 @@ def build_file_splits(name, files, labels, hierarchy, *, gray, resize, use_val, 
     )
 
 
-def _order_classes(paths):
-    """Sorted class paths and the label of each input path."""
+def order_classes(paths):
+    """Sorted class paths and a map from each path (a tuple) to its class index."""
     keys = sorted(set(tuple(p) for p in paths))
     index = {k: i for i, k in enumerate(keys)}
     return [list(k) for k in keys], index
@@ -146,7 +143,7 @@ def load_taxonomy_folder(folder, *, name=None, gray=False, resize=128, use_val=F
             f"no images found in {folder} (image files: .jpg, .png, .tif, ... in its sub-folders); "
             "put the images there, one sub-folder per class"
         )
-    paths, index = _order_classes(classes)
+    paths, index = order_classes(classes)
     files, labels = [], []
     for key in map(tuple, paths):
         files.extend(classes[key])
@@ -160,7 +157,8 @@ def load_taxonomy_folder(folder, *, name=None, gray=False, resize=128, use_val=F
 
 
 # ------------------------------------------------------------ CSV description
-def _read_csv(path, required):
+def read_csv(path, required):
+    """The rows of a UTF-8 CSV file as dicts of stripped strings; refuses a file lacking a ``required`` column."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -240,7 +238,7 @@ def read_class_table(class_csv, name=None):
     class_csv = os.fspath(class_csv)
     if name is None:
         name = os.path.basename(os.path.dirname(os.path.abspath(class_csv)))
-    rows = _read_csv(class_csv, CLASS_COLUMNS)
+    rows = read_csv(class_csv, CLASS_COLUMNS)
     if not rows:
         raise UserError(f"{class_csv} lists no classes; add one row per class (Class,Path,Number)")
     names, raw_paths, numbers = [], [], []
@@ -320,7 +318,7 @@ def load_csv_description(class_csv, image_csv, *, data_root, gray=False, resize=
     csv_folder = os.path.dirname(os.path.abspath(class_csv))
     name = name or os.path.basename(csv_folder)
     names, paths = read_class_table(class_csv, name)
-    image_rows = _read_csv(image_csv, IMAGE_COLUMNS)
+    image_rows = read_csv(image_csv, IMAGE_COLUMNS)
     if not image_rows:
         raise UserError(f"{image_csv} lists no images; add one row per image (Filepath,Class)")
     index = {cls: k for k, cls in enumerate(names)}
@@ -400,8 +398,8 @@ def find_csv_description(folder):
 def load_plankton(data_root, name, *, use_val=False, seed=0, resize=None, gray=None, cache=None):
     """``<data_root>/<name>/`` as a plankton / taxonomy dataset (docs/datasets.md).
 
-    * ``gray`` defaults to True for MesoZ, False otherwise.
-    * ``resize`` defaults to 128 (the synthetic set: ``SYNTHETIC_RESIZE``).
+    * ``gray`` and ``resize`` default to the dataset's entry in ``datasets/registry.py`` (gray for MesoZ;
+      128, the synthetic presets 32 and 24).
     * When the folder holds a class table and an image table (see
       :func:`find_csv_description`), the CSV description is read with
       ``data_root`` replacing the Filepath prefix; otherwise the folder tree.
@@ -409,16 +407,16 @@ def load_plankton(data_root, name, *, use_val=False, seed=0, resize=None, gray=N
       default parameters on first use (call :func:`ensure_synthetic` first for
       other parameters).
     """
-    from datasets.synthetic import SYNTHETIC_NAME, SYNTHETIC_RESIZE, ensure_synthetic
+    from datasets import registry
+    from datasets.synthetic import SYNTHETIC_NAME, ensure_synthetic
 
     data_root = os.fspath(data_root)
     folder = os.path.join(data_root, name)
     if name == SYNTHETIC_NAME and not os.path.exists(folder):
         ensure_synthetic(data_root)
-    if resize is None:
-        resize = SYNTHETIC_RESIZE if name == SYNTHETIC_NAME else 128
-    if gray is None:
-        gray = name in GRAY_DATASETS
+    entry = registry.get(name)
+    resize = entry.resize if resize is None else resize
+    gray = entry.gray if gray is None else gray
     require_folder(
         folder, f"dataset folder for {name}",
         f"put the dataset there (one sub-folder per class) or point --data_root at the folder that holds {name}/",

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from losses.corr import corr_loss
 from losses.distances import cosine, normalize
 from losses.ema import ema_update
-from losses.scale import FIXED_SCALE, SCALE_UPDATES, b_scale, dynamic_scale_objective, initial_scale
+from losses.scale import FIXED_SCALE, SCALE_UPDATES, b_scale, dynamic_scale_objective, solve_initial_scale
 from losses.scores import scores
 
 
@@ -70,11 +70,12 @@ class ClassHead(nn.Module):
 
         if method == "softmax":
             self.log_s = None
-            self.initial_scale = None
+            self.initial_scale, self.initial_scale_is_root = None, True
         else:
-            # The SPEC equations' initial scale in both --scale_update modes.
-            s0 = initial_scale(method, distance, n_classes) if dynamic else FIXED_SCALE
-            self.initial_scale = s0
+            # The initial scale of the paper's equations (losses/scale.py) in both --scale_update modes;
+            # ``initial_scale_is_root``: False where the equation has no positive root (few classes).
+            s0, is_root = solve_initial_scale(method, distance, n_classes) if dynamic else (FIXED_SCALE, True)
+            self.initial_scale, self.initial_scale_is_root = s0, is_root
             # ``log s`` is a parameter only for --dynamic, and has its own optimiser.
             self.log_s = nn.Parameter(torch.tensor(math.log(s0)), requires_grad=dynamic)
 

@@ -388,3 +388,12 @@ def write_fake_plankton(root, name="FakePlankton", *, classes=None, mode="RGB", 
             writer.writerow(["Filepath", "Class"])
             writer.writerows(("/".join([csv_prefix.rstrip("/"), name, *rel]), cls) for rel, cls in image_rows)
     return folder
+
+
+def train_synthetic(data_root, record_dir, *flags, epochs=1):
+    """One ``train.py`` run on the synthetic demo set (batch 64, ``epochs`` epochs); returns its run folder."""
+    import train
+
+    argv = ["--data_root", str(data_root), "--record_dir", str(record_dir), "--epochs", str(epochs),
+            "--batch_size", "64", *flags]
+    return train.main(argv)

@@ -625,7 +625,6 @@ def test_synthetic_presets_by_dataset_name(tmp_path):
     import train
     from datasets.common import random_split
     from datasets.synthetic import PRESETS
-    from utils.cli import check_args, run_name
 
     bench = PRESETS["synthetic_bench"]
     root = build_tree(np.random.default_rng(bench["seed"]), bench["n_classes"], bench["depth"])
@@ -643,11 +642,11 @@ def test_synthetic_presets_by_dataset_name(tmp_path):
         {k: v for k, v in bench.items() if k not in ("level_signal", "node_noise", "pixel_noise")}
     assert max(hard["level_signal"][1:]) < min(bench["level_signal"][1:]) and hard["pixel_noise"] > bench["pixel_noise"]
 
-    args = check_args(train.parse_args(["--dataset", "synthetic_bench"]))  # the learning rate resolves in check_args
+    args = train.parse_config(["--dataset", "synthetic_bench"])
     assert (args.backbone, args.epochs, args.resize, args.lr, args.batch_size) == ("simple", 15, 24, 1e-3, 32)
     assert args.rand_backbone  # the small CNN has no pretrained weights
-    assert run_name(args) == "synthetic_bench_simple_DR_euc_rand_seed1"  # preset defaults add no tag
-    real = train.build(["--dataset", "MicroS"]).parse_args(["--dataset", "MicroS"])
+    assert args.run_name == "synthetic_bench_simple_DR_euc_rand_seed1"  # preset defaults add no tag
+    real = train.parse_config(["--dataset", "MicroS"])
     assert (real.backbone, real.epochs, real.resize, real.batch_size) == ("inception", 50, 128, 32)
 
     folder = datasets.ensure_synthetic(tmp_path, name="synthetic_bench_hard", images_per_class=2)

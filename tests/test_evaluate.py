@@ -9,13 +9,12 @@ import pandas as pd
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import evaluate  # noqa: E402
-from utils import record  # noqa: E402
-from utils.errors import UserError  # noqa: E402
-from utils.hierarchy import Hierarchy  # noqa: E402
-from utils.io import write_json  # noqa: E402
+import evaluate
+from utils import record
+from utils.errors import UserError
+from utils.hierarchy import Hierarchy
+from utils.io import write_json
 
 PATHS = [["A", "a1", "x"], ["A", "a1", "y"], ["A", "a2"], ["A", "a2", "z"], ["B", "u"], ["B", "v"]]
 HIERARCHY = Hierarchy([p[-1] for p in PATHS], PATHS)
@@ -256,7 +255,7 @@ def test_help_lists_the_options():
 
 
 def test_training_curves_tolerate_missing_columns_and_empty_values(tmp_path):
-    from utils import plots
+    from utils.evaluation import plots
 
     partial = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [2.0, None, 1.0], "val_acc": [None, None, None]})
     assert plots.plot_history(tmp_path / "a.png", partial) is True
@@ -272,7 +271,7 @@ BIRDS = [["Birds"] + p for p in PATHS]  # level 0 has one group: trivial
 
 
 def test_headline_level_skips_a_single_group_level(tmp_path, capsys):
-    from utils.metrics.evaluation import headline_level
+    from utils.evaluation.measures import headline_level
 
     birds = Hierarchy([p[-1] for p in BIRDS], BIRDS)
     assert [birds.n_groups(level) for level in range(birds.n_levels)] == [1, 2, 4, 6]
@@ -291,8 +290,9 @@ def test_headline_level_skips_a_single_group_level(tmp_path, capsys):
 
 
 def test_tree_plot_of_555_classes_under_a_single_root(tmp_path):
-    from utils import plots, trees
-    from utils.metrics.representation import representative_distances
+    from utils import trees
+    from utils.evaluation import plots
+    from utils.evaluation.representation import representative_distances
 
     n = 555
     paths = [["Birds", f"order{i % 7}", f"family{i % 37}", f"species{i}"] for i in range(n)]

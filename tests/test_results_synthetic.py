@@ -164,3 +164,19 @@ def test_training_table_means_and_standard_deviations(tmp_path):
     assert R.learned_enough(frame) == ("Standard NormFace and ProxyDR runs at or above 95% training accuracy on "
                                        "their evaluated checkpoint: 2 of 2.")
     assert R.learned_enough(frame, threshold=0.97).endswith("1 of 2; below: DR seed 1 (0.960).")
+
+
+def test_runs_that_differ_in_any_other_option_are_reported_apart(tmp_path):
+    """Two grids that differ only in --distance or --clspri never share a row (utils/options.variant_label)."""
+    make_grid(tmp_path / "euc")
+    make_grid(tmp_path / "clspri", flip=True)
+    for folder in (tmp_path / "clspri").iterdir():
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(dict(config, clspri=True)))
+    frame = R.load_runs([str(tmp_path)])
+    assert sorted(frame.variant.unique()) == ["euc, -", "euc, clspri"]
+    assert set(frame.option) == {"standard", "ema", "dnm"}  # the grid row, whatever the other options
+    text, block = R.build_report(frame)
+    assert "## synthetic_bench (euc, -)" in text and "## synthetic_bench (euc, clspri)" in text
+    # each variant keeps its own seeds: the flipped grid is NormFace's, the other ProxyDR's
+    assert "Finding 1 (holds)" in block and "Finding 1 (does not hold)" in block

@@ -1,4 +1,4 @@
-"""The paper's split, image order, class table and split.csv (issue 7 items 4-6).
+"""The paper's split, image order, class table and split.csv (datasets/common.py, datasets/taxonomy.py).
 
 Expected splits are computed here with ``torch.randperm`` and the paper's
 ``int(fraction * N)`` counts, independently of the loaders.
@@ -236,10 +236,8 @@ def test_nabirds_small(tmp_path):
         datasets.load_nabirds(tmp_path, small=True, official_split=True)
 
     import train_nabirds
-    from utils.cli import run_name
-
-    args = train_nabirds.build().parse_args(["--small", "--use_val", "--seed", "2"])
-    assert run_name(args) == "nabirds_resnet50_DR_euc_small_val_seed2"
+    config = train_nabirds.parse_config(["--small", "--use_val", "--seed", "2"])
+    assert config.run_name == "nabirds_resnet50_DR_euc_small_val_seed2"
 
 
 # ============================================================ CIFAR-100, split.csv

@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils import trees  # noqa: E402
 from utils.hierarchy import Hierarchy  # noqa: E402
-from utils.metrics.representation import representative_distances  # noqa: E402
+from utils.evaluation.representation import representative_distances  # noqa: E402
 
 H6_PATHS = [["A", "a1", "x"], ["A", "a1", "y"], ["A", "a2"], ["A", "a2", "z"], ["B", "u"], ["B", "v"]]
 

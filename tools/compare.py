@@ -9,12 +9,12 @@ corr_mean_W and its permutation p-value, rf_taxonomy_W, AHD@5 (ahd5_W), and
 how far W moved from its initialisation (w_init_cos from config.json).
 """
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from utils import record  # noqa: E402
 from utils.errors import UserError, exit_on_user_error  # noqa: E402
 
 ROWS = (
@@ -28,24 +28,13 @@ ROWS = (
 METHOD_NAMES = {"DR": "ProxyDR", "normface": "NormFace", "softmax": "Softmax"}
 
 
-def _load(folder, name):
-    try:
-        with open(os.path.join(folder, name), encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {os.path.join(folder, name)} ({err}); train and evaluate the run first") from None
-
-
 def find_runs(paths):
+    """The evaluated run folders named by ``paths`` (run folders, or folders of them), in order."""
     runs = []
     for path in paths:
-        if os.path.isfile(os.path.join(path, "metrics.json")):
-            runs.append(path)
-        elif os.path.isdir(path):
-            runs += sorted(os.path.join(path, d) for d in os.listdir(path)
-                           if os.path.isfile(os.path.join(path, d, "metrics.json")))
-        else:
+        if not os.path.isdir(path):
             raise UserError(f"{path} is not a folder; give evaluated run folders or a folder of them")
+        runs += record.evaluated_runs(path)
     if not runs:
         raise UserError(f"no evaluated run (metrics.json) in {', '.join(paths)}; run evaluate.py first")
     return runs
@@ -55,7 +44,7 @@ def table(runs):
     """The side-by-side table as text."""
     columns = []
     for run in runs:
-        config, metrics = _load(run, "config.json"), _load(run, "metrics.json")
+        config, metrics = record.load_config(run), record.load_metrics(run)
         values = {**metrics, "w_init_cos": config.get("w_init_cos")}
         head = METHOD_NAMES.get(config.get("method"), str(config.get("method")))
         columns.append((head, values))

@@ -16,7 +16,6 @@ the README between the markers ``<!-- results_synthetic:begin -->`` and
 """
 import argparse
 import datetime
-import json
 import os
 import re
 import sys
@@ -27,7 +26,7 @@ from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils import record  # noqa: E402
+from utils import options, record  # noqa: E402
 from utils.errors import UserError, exit_on_user_error  # noqa: E402
 from utils.io import write_text  # noqa: E402
 
@@ -61,14 +60,6 @@ splits across options); the per-option rows show the differences option by optio
 
 
 # ------------------------------------------------------------------ loading
-def option_of(config):
-    """The row of the paper's grid a run belongs to: an entry of OPTIONS, 'corr', or None."""
-    if config.get("CORR"):
-        return "corr"
-    parts = [name for flag, name in (("ema", "ema"), ("mds_W", "mds"), ("dynamic", "dnm")) if config.get(flag)]
-    return "+".join(parts) if parts else "standard"
-
-
 def _seconds(config):
     try:
         start = datetime.datetime.fromisoformat(config["start_time"])
@@ -84,24 +75,16 @@ def load_runs(folders):
     for folder in folders:
         if not os.path.isdir(folder):
             raise UserError(f"{folder} is not a folder; give the record folder(s) of the evaluated grid")
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames.sort()
-            if "config.json" not in filenames or "metrics.json" not in filenames:
-                continue
-            try:
-                with open(os.path.join(dirpath, "config.json"), encoding="utf-8") as fh:
-                    config = json.load(fh)
-                with open(os.path.join(dirpath, "metrics.json"), encoding="utf-8") as fh:
-                    metrics = json.load(fh)
-            except (OSError, ValueError) as err:
-                raise UserError(f"cannot read the record {dirpath}: {err}; re-run evaluate.py on it") from None
+        for dirpath in record.evaluated_runs(folder):
+            config, metrics = record.load_config(dirpath), record.load_metrics(dirpath)
             start, end, seconds = _seconds(config)
             history = record.load_history(dirpath)
             rows.append(dict(
                 train_acc_last=None if history is None else float(history["train_acc"].iloc[-1]),
                 w_init_cos=config.get("w_init_cos"), train_acc_eval=config.get("train_acc_eval"),
                 run=os.path.basename(dirpath), path=dirpath, dataset=config.get("dataset"),
-                method=config.get("method"), distance=config.get("distance"), option=option_of(config),
+                method=config.get("method"), distance=config.get("distance"), option=options.grid_row(config),
+                variant=options.variant_label(config),
                 seed=config.get("seed"), untrained=config.get("epochs") == 0, start=start, end=end,
                 seconds=seconds, config=config, **metrics,
             ))
@@ -313,17 +296,17 @@ def learned_enough(part, threshold=0.95):
 
 def summary_tables(part):
     """The evaluate.py summary (mean ± std over seeds) of one dataset's runs, as Markdown."""
-    from utils.metrics.evaluation import options_label, summarise, summary_markdown
+    from utils.evaluation.summary import summarise, summary_markdown
 
     rows = []
     for _, r in part.iterrows():
         metrics = {k: r[k] for k in part.columns if k not in ("run", "path", "dataset", "method", "distance",
-                                                                "option", "seed", "untrained", "start", "end",
+                                                                "option", "variant", "seed", "untrained", "start", "end",
                                                                 "seconds", "config", "train_acc_last", "w_init_cos",
                                                                 "train_acc_eval")}
         group = re.sub(r"_seed\d+$", "", r["run"]) + ("/untrained" if r["untrained"] else "")  # never pooled
         rows.append(dict(run=r["run"], group=group, dataset=r["dataset"], backbone=r["config"].get("backbone"),
-                         method=r["method"], distance=r["distance"], options=options_label(r["config"]), **metrics))
+                         method=r["method"], distance=r["distance"], options=options.options_label(r["config"]), **metrics))
     text = summary_markdown(summarise(rows))
     lines = [line for line in text.splitlines() if not line.startswith("# ")]
     return "\n".join("##" + line if line.startswith("#") else line for line in lines).strip()
@@ -404,8 +387,9 @@ def rewrite_readme(path, block):
 
 def tree_figures(part, folder):
     """Learned WPGMA trees of ProxyDR and NormFace (standard option, smallest seed) beside the taxonomy."""
-    from utils import plots, record, trees
-    from utils.metrics import representation as rep_m
+    from utils import trees
+    from utils.evaluation import plots
+    from utils.evaluation import representation as rep_m
 
     done = []
     runs = part[(part.option == "standard") & ~part.untrained & part.method.isin(["DR", "normface"])]
@@ -433,9 +417,12 @@ def build_report(frame, figures=None, out_dir=None):
              "Generated by `tools/results_synthetic.py` from the evaluated records of `make reproduce`; "
              "do not edit by hand.", "", FINDING_RULES, ""]
     sections = {}
-    for dataset, part in frame.groupby("dataset", sort=True):
-        text, verdicts, times = dataset_section(dataset, part)
-        sections[dataset] = (verdicts, times)
+    variants = frame.groupby("dataset")["variant"].nunique()
+    for (dataset, variant), part in frame.groupby(["dataset", "variant"], sort=True):
+        # runs that differ in anything but the grid row, method and seed never share a row
+        title = dataset if variants[dataset] == 1 else f"{dataset} ({variant})"
+        text, verdicts, times = dataset_section(title, part)
+        sections[title] = (verdicts, times)
         lines += [text, ""]
         if figures:
             paths = tree_figures(part, figures)

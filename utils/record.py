@@ -30,7 +30,7 @@ import numpy as np
 
 from utils.errors import UserError
 from utils.hierarchy import Hierarchy
-from utils.io import write_npz
+from utils.io import write_dataframe_csv, write_json, write_npz
 
 # ------------------------------------------------------------------ file names
 CONFIG = "config.json"
@@ -224,18 +224,23 @@ def _not_a_record(folder, missing):
     )
 
 
+def _json_object(path, fix):
+    """The JSON object in ``path``; UserError ending in ``fix`` when it is unreadable or not an object."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is not readable JSON ({err}); {fix}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} must hold a JSON object; {fix}")
+    return value
+
+
 def load_config(run_dir):
     path = os.path.join(run_dir, CONFIG)
     if not os.path.isfile(path):
         raise _not_a_record(run_dir, CONFIG)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            config = json.load(fh)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path} is not readable JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path} must hold a JSON object of settings")
-    return config
+    return _json_object(path, "train the run again or restore the file")
 
 
 def load_history(run_dir):
@@ -333,3 +338,26 @@ def find_runs(paths, outputs=None, skipped=None):
             seen.add(key)
             unique.append(run)
     return unique
+
+
+def write_metrics(json_path, csv_path, metrics: dict) -> None:
+    """``metrics.json`` (flat ``name: value``) and ``metrics.csv`` (columns ``name,value``) of one evaluation."""
+    import pandas as pd
+
+    write_json(json_path, metrics)
+    write_dataframe_csv(csv_path, pd.DataFrame({"name": list(metrics), "value": list(metrics.values())}))
+
+
+def load_metrics(run_dir) -> dict:
+    """A run's ``metrics.json`` (written by ``evaluate.py``)."""
+    return _json_object(os.path.join(os.fspath(run_dir), METRICS_JSON), f"run evaluate.py on {run_dir}")
+
+
+def evaluated_runs(folder) -> list:
+    """Every run folder at or below ``folder`` that holds a ``config.json`` and a ``metrics.json``, sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(os.fspath(folder)):
+        dirnames.sort()
+        if CONFIG in filenames and METRICS_JSON in filenames:
+            found.append(dirpath)
+    return found

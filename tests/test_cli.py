@@ -1,4 +1,5 @@
-"""Training as the paper's code did: learning rates, Inception's first block, the dynamic scale's update, run names."""
+"""The training flags (utils/training/cli.py, utils/training/config.py) and run names (utils/options.py): learning
+rates, Inception's first block, the dynamic scale's update, run names and option labels, as the paper's code did."""
 import json
 import math
 import os
@@ -21,15 +22,13 @@ from losses.scale import (b_scale, dynamic_scale_objective, initial_scale, media
 from losses.scores import LOG_EPS, proxydr_scores
 from models import backbones
 from utils import record
-from utils.cli import check_args, run_name
 from utils.errors import UserError
-from utils.metrics.evaluation import options_label
+from utils.options import options_label
 
 
 # ------------------------------------------------------------------ learning rates
 def parsed(module, argv):
-    p = module.build(argv) if module is train else module.build()
-    return check_args(p.parse_args(argv))
+    return module.parse_config(argv)
 
 
 @pytest.mark.parametrize(
@@ -47,21 +46,21 @@ def parsed(module, argv):
 def test_paper_learning_rate_per_script_and_backbone(module, argv, lr):
     args = parsed(module, argv)
     assert args.lr == lr
-    assert ("_lr" in run_name(args)) == ("--lr" in argv)
+    assert ("_lr" in args.run_name) == ("--lr" in argv)
 
 
 def test_help_shows_the_per_backbone_learning_rate(capsys):
     with pytest.raises(SystemExit):
-        train.build(["--dataset", "MicroS", "--help"]).parse_args(["--dataset", "MicroS", "--help"])
+        train.parse_config(["--dataset", "MicroS", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "(default 1e-5 for resnet50, 1e-4 otherwise)" in out
     with pytest.raises(SystemExit):  # the default dataset, the synthetic demo preset
-        train.build(["--help"]).parse_args(["--help"])
+        train.parse_config(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "(default 1e-3; the synthetic presets' own, for any backbone; on the paper's datasets 1e-5 for " \
            "resnet50, 1e-4 otherwise)" in out
     with pytest.raises(SystemExit):
-        train_cifar100.build().parse_args(["--help"])
+        train_cifar100.parse_config(["--help"])
     assert "learning rate of the network and the scale (default 1e-4)" in " ".join(capsys.readouterr().out.split())
 
 
@@ -88,17 +87,17 @@ def test_help_shows_the_per_backbone_learning_rate(capsys):
 )
 def test_run_name_tags_every_result_changing_flag_off_its_default(module, argv, tags):
     args = parsed(module, argv)
-    name = run_name(args)
+    name = args.run_name
     prefix = f"{args.dataset}_{args.backbone}_{args.method}_{args.distance}_"
     assert name.startswith(prefix) and name.endswith(f"seed{args.seed}")
     assert name[len(prefix):-len(f"seed{args.seed}")].rstrip("_") == tags
 
 
 def test_options_label_follows_the_same_defaults():
-    config = vars(parsed(train, ["--dataset", "MicroS", "--backbone", "resnet50"]))
+    config = (parsed(train, ["--dataset", "MicroS", "--backbone", "resnet50"]).as_dict())
     assert options_label(config) == "-"
-    config = vars(parsed(train, ["--dataset", "MicroS", "--dynamic", "--scale_update", "paper_code", "--lr", "1e-3",
-                                 "--epochs", "15", "--batch_size", "64", "--num_workers", "0", "--use_val"]))
+    config = (parsed(train, ["--dataset", "MicroS", "--dynamic", "--scale_update", "paper_code", "--lr", "1e-3",
+                                 "--epochs", "15", "--batch_size", "64", "--num_workers", "0", "--use_val"]).as_dict())
     assert options_label(config) == "dynamic+scale_update=paper_code+lr=1e-3+batch_size=64+epochs=15+use_val"
     # a record written before the defaults were recorded: lr compared with 1e-4, epochs not at all
     assert options_label({"lr": 1e-4, "epochs": 7, "batch_size": 32}) == "-"

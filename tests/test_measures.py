@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.hierarchy import Hierarchy  # noqa: E402
-from utils.metrics import classification as cm  # noqa: E402
-from utils.metrics import representation as rm  # noqa: E402
-from utils.metrics import retrieval as hm  # noqa: E402
-from utils.metrics.evaluation import classification_metrics, representation_metrics  # noqa: E402
+from utils.hierarchy import Hierarchy
+from utils.evaluation import classification as cm
+from utils.evaluation import representation as rm
+from utils.evaluation import retrieval as hm
+from utils.evaluation.measures import classification_metrics, representation_metrics
 
 # Ragged hierarchy with a class (2, "A/a2") that is the ancestor of another (3, "A/a2/z").
 H6_PATHS = [["A", "a1", "x"], ["A", "a1", "y"], ["A", "a2"], ["A", "a2", "z"], ["B", "u"], ["B", "v"]]

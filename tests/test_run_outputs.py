@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import train
+from datasets import registry
 
 
 def _run(data_root, record_dir, *flags):
@@ -47,8 +48,8 @@ def test_train_acc_eval_is_the_evaluated_checkpoints_accuracy_on_the_training_sp
     model.eval()
     W = torch.nn.functional.normalize(ck["head"]["W"], dim=1)
 
-    args = train.parse_args(["--data_root", data_root, "--resize", "16"])
-    data = train.load_data(args)
+    run_config = train.parse_config(["--data_root", data_root, "--resize", "16"])
+    data = registry.get(run_config.dataset).load(run_config)
     split = pd.read_csv(os.path.join(run_dir, "split.csv"))
     train_rows = split[split["split"] == "train"]
     assert len(train_rows) == len(data.train) == config["n_train"]

@@ -7,7 +7,7 @@ class (:func:`utils.hierarchy.class_similarity`).
 
 Nothing of size N x N is ever sorted or held: the similarities are computed
 one block of queries at a time and reduced to the top ``k_max`` neighbours
-with an exact O(N) selection (:func:`utils.metrics.classification.topk`); the
+with an exact O(N) selection (:func:`utils.evaluation.classification.topk`); the
 ideal sums come from the class counts alone.  Memory is O(N k_max) plus one
 block per worker thread.
 """
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from utils.metrics.classification import topk
+from utils.evaluation.classification import topk
 
 HS_REPORTED = (1, 50, 100, 150, 200, 250)
 HS_K_MAX = 250

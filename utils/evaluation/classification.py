@@ -8,7 +8,7 @@ ties broken by the lower class index (:func:`topk`).
 import numpy as np
 from scipy import stats
 
-from utils.metrics.representation import spearman_columns
+from utils.evaluation.representation import spearman_columns
 
 
 def _topk_sets_exact(values, k):

@@ -1,4 +1,4 @@
-"""Every evaluation measure for one run, assembled under the names of ``metrics.json``.
+"""Every evaluation measure for one run, assembled under the names of ``metrics.json`` (docs/evaluate.md).
 
 :func:`evaluate_outputs` is pure (arrays in, results out); ``evaluate.py``
 writes the files.  Names: a metric that exists for both the representatives W
@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from utils.metrics import classification as cls_m
-from utils.metrics import representation as rep_m
-from utils.metrics import retrieval as ret_m
 from utils import trees
+from utils.evaluation import classification as cls_m
+from utils.evaluation import representation as rep_m
+from utils.evaluation import retrieval as ret_m
 
-PLANKTON = ("MicroS", "MicroL", "MesoZ")
 TOP_K = 5
 N_BINS = 15
 N_PERM = 999
@@ -39,10 +38,14 @@ def headline_level(hierarchy):
     return 0 if level is None else level
 
 
-def wants_living(config, hierarchy):
-    """Living-subset correlations: plankton datasets, or a hierarchy mixing "non..." and other top groups."""
+def wants_living(dataset, hierarchy):
+    """Living-subset correlations: the plankton datasets (``living`` in datasets/registry.py), or a hierarchy
+    mixing "non..." and other top groups."""
+    from datasets import registry
+
     mask = hierarchy.living_mask()
-    return str(config.get("dataset", "")) in PLANKTON or (mask.any() and not mask.all())
+    named = bool(dataset) and registry.is_registered(dataset) and registry.get(dataset).living
+    return named or bool(mask.any() and not mask.all())
 
 
 def _maybe(value):
@@ -96,6 +99,18 @@ def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PER
     out["rf_upgma"] = trees.robinson_foulds(trees.tree_splits(D, "upgma")[0], reference["upgma"])[2]
     out["rf_taxonomy"] = trees.robinson_foulds(splits, reference["taxonomy"])[2]
     return {k: _maybe(v) if not isinstance(v, int) else v for k, v in out.items()}, D, Z
+
+
+def add_representation(result, suffix, reps, hierarchy, distance, living, n_perm, seed, reference):
+    """:func:`representation_metrics` of ``reps`` into ``result`` (an :class:`Evaluation` or an inspection):
+    the measures as ``<name>_<suffix>``, and the distances, WPGMA linkage and Newick tree under ``suffix``.
+    Returns (the measures without the suffix, the distance matrix)."""
+    values, D, Z = representation_metrics(reps, hierarchy, distance, living, n_perm, seed, reference)
+    result.metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
+    result.distances[suffix] = D
+    result.linkage[suffix] = Z
+    result.newick[suffix] = trees.linkage_newick(Z, hierarchy.names)
+    return values, D
 
 
 # ------------------------------------------------------------ classification
@@ -156,7 +171,7 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
     distance = str(config.get("distance", "euc"))
     beta = float(config.get("beta", 1.0) if config.get("beta") is not None else 1.0)
     labels = outputs["labels"]
-    living = wants_living(config, hierarchy)
+    living = wants_living(config.get("dataset"), hierarchy)
     metrics = {"n_test": int(labels.size), "n_classes": hierarchy.n_classes, "headline_level": headline_level(hierarchy)}
 
     frames, confusion = [], {}
@@ -172,11 +187,7 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
     result = Evaluation(metrics, None, confusion, None)
     reference = reference_trees(hierarchy)
     for suffix, key in [("W", "representatives"), ("proto", "prototypes")]:
-        values, D, Z = representation_metrics(outputs[key], hierarchy, distance, living, n_perm, seed, reference)
-        metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
-        result.distances[suffix] = D
-        result.linkage[suffix] = Z
-        result.newick[suffix] = trees.linkage_newick(Z, hierarchy.names)
+        add_representation(result, suffix, outputs[key], hierarchy, distance, living, n_perm, seed, reference)
     add_reference_trees(result, hierarchy)
 
     sim = hierarchy.similarities(distance, beta)
@@ -189,138 +200,3 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
     columns = ["scores", "level", "group", "name", "support", "predicted", "correct", "precision", "recall", "f1"]
     result.per_class = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     return result
-
-
-# ------------------------------------------------------------ several runs
-def _float_label(x):
-    mantissa, exponent = f"{float(x):.6e}".split("e")
-    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-
-
-def options_label(config):
-    """The training options of a run, in the order of the run name (README, 'Run records').
-
-    E.g. ``size_inform+mds_W+dynamic`` or ``lr=1e-3+epochs=15``.  A flag whose
-    default depends on the script and backbone (``lr``, ``epochs``,
-    ``batch_size``, ``resize``, ``gray``) is compared with the default recorded
-    beside it in ``config.json`` (``<flag>_default``); records older than that
-    are compared with 1e-4 and 32 for ``lr`` / ``batch_size``.
-    """
-    c = config
-
-    def differs(flag, fallback=None):
-        default = c.get(f"{flag}_default", fallback)
-        return c.get(flag) is not None and default is not None and c.get(flag) != default
-
-    parts = []
-    for flag in ("rand_backbone", "size_inform"):
-        if c.get(flag):
-            parts.append(flag)
-    if c.get("gray") and not c.get("gray_default"):
-        parts.append("gray")
-    for flag in ("small", "aug"):
-        if c.get(flag):
-            parts.append(flag)
-    if c.get("resize") and c.get("resize") != c.get("resize_default"):
-        parts.append(f"resize={c['resize']}")
-    if c.get("official_split"):
-        parts.append("official_split")
-    if c.get("clspri"):
-        parts.append("clspri")
-    if c.get("ema"):
-        parts.append("ema" if c.get("alpha") in (None, 0.01) else f"ema+alpha={c['alpha']}")
-    if c.get("mds_W"):
-        parts.append("mds_W" if c.get("beta") in (None, 1, 1.0) else f"mds_W+beta={c['beta']}")
-    if c.get("CORR"):
-        parts.append("CORR")
-    if c.get("dynamic"):
-        parts.append("dynamic")
-        if c.get("scale_update", "equations") != "equations":
-            parts.append(f"scale_update={c['scale_update']}")
-    if differs("lr", 1e-4):
-        parts.append(f"lr={_float_label(c['lr'])}")
-    if differs("batch_size", 32):
-        parts.append(f"batch_size={c['batch_size']}")
-    if c.get("epochs") == 0:
-        parts.append("untrained")
-    elif differs("epochs"):
-        parts.append(f"epochs={c['epochs']}")
-    if c.get("use_val"):
-        parts.append("use_val")
-    return "+".join(parts) if parts else "-"
-
-
-def summarise(rows):
-    """Mean and sample standard deviation over seeds per group of runs.
-
-    ``rows``: dicts with ``group``, ``dataset``, ``backbone``, ``method``,
-    ``distance``, ``options`` and the metrics.  Returns a DataFrame with one
-    row per group: those columns, ``n_runs``, and ``<metric>_mean`` /
-    ``<metric>_std`` (std with ddof = 1, empty for a single run).
-    """
-    keys = ["group", "dataset", "backbone", "method", "distance", "options"]
-    frame = pd.DataFrame(rows)
-    metric_names = [c for c in frame.columns if c not in keys and c != "run"]
-    values = frame[metric_names].apply(pd.to_numeric, errors="coerce")
-    grouped = values.groupby(frame["group"], sort=False)
-    mean = grouped.mean()
-    std = grouped.std(ddof=1)
-    columns = {key: frame.groupby("group", sort=False)[key].first() for key in keys[1:]}
-    columns["n_runs"] = grouped.size()
-    for name in metric_names:
-        columns[f"{name}_mean"] = mean[name]
-        columns[f"{name}_std"] = std[name]
-    return pd.DataFrame(columns).rename_axis("group").reset_index()
-
-
-# "{h}" is the headline level (:func:`headline_level`): the first level with at least two groups
-SUMMARY_TABLES = (
-    ("Hierarchical inference (W)", ["corr_mean_W", "corr_elem_W", "corr_elem_p_W", "corr_perm_p_W", "mapr_{h}_W", "rf_norm_W", "rf_taxonomy_W"]),
-    ("Hierarchical inference (prototypes)", ["corr_mean_proto", "corr_elem_proto", "corr_elem_p_proto", "mapr_{h}_proto", "rf_norm_proto"]),
-    ("Classification (W)", ["acc_W", "top5_W", "ahc_W", "ahd5_W", "hp5_W", "ece_W", "calib_spearman_W", "pointbiserial_W"]),
-    ("Classification (prototypes)", ["acc_proto", "top5_proto", "ahc_proto", "ahd5_proto", "hp5_proto", "ece_proto", "calib_spearman_proto", "pointbiserial_proto"]),
-    ("Retrieval", ["hs@1", "hs@50", "hs@250", "ahs250"]),
-)
-
-
-def _part_headline_level(part):
-    """The headline level of a (dataset, backbone) block of the summary (0 for records without one)."""
-    if "headline_level_mean" not in part:
-        return 0
-    values = part["headline_level_mean"].dropna()
-    return int(values.iloc[0]) if len(values) else 0
-
-
-def _cell(mean, std):
-    if mean is None or not np.isfinite(mean):
-        return "-"
-    fmt = ".2e" if 0 < abs(mean) < 1e-3 else ".4f"  # p-values: small ones stay readable
-    if std is None or not np.isfinite(std):
-        return f"{mean:{fmt}}"
-    return f"{mean:{fmt}} ± {std:{fmt}}"
-
-
-def summary_markdown(summary):
-    """The summary as Markdown: per (dataset, backbone), tables of "mean ± std" like the paper's."""
-    lines = ["# Summary over seeds", "", "Mean ± sample standard deviation over the seeds of each run group.", ""]
-    for (dataset, backbone), part in summary.groupby(["dataset", "backbone"], sort=False, dropna=False):
-        lines += [f"## {dataset} / {backbone}", ""]
-        living = [c for c in ("corr_mean_living_W", "corr_elem_living_W") if f"{c}_mean" in part]
-        level = _part_headline_level(part)
-        for title, names in SUMMARY_TABLES:
-            names = [n.format(h=level) for n in names]
-            if title.startswith("Hierarchical inference (W)"):
-                names = names[:2] + living + names[2:]
-            names = [n for n in names if f"{n}_mean" in part and part[f"{n}_mean"].notna().any()]
-            if not names:
-                continue
-            lines += [f"### {title}", ""]
-            header = ["method", "distance", "options", "runs"] + names
-            lines.append("| " + " | ".join(header) + " |")
-            lines.append("|" + "|".join(["---"] * 4 + ["---:"] * len(names)) + "|")
-            for _, row in part.iterrows():
-                cells = [str(row["method"]), str(row["distance"]), str(row["options"]), str(int(row["n_runs"]))]
-                cells += [_cell(row[f"{n}_mean"], row[f"{n}_std"]) for n in names]
-                lines.append("| " + " | ".join(cells) + " |")
-            lines.append("")
-    return "\n".join(lines)

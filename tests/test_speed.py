@@ -1,4 +1,5 @@
-"""Issue 11 on the CPU: the lean step, --compile, --deterministic, the on-disk image cache."""
+"""The speed switches on the CPU (utils/training/speed.py, the lean step of utils/training/passes.py): uint8
+batches, --compile, --deterministic, and the on-disk image cache (datasets/disk_cache.py)."""
 import json
 import os
 import shutil
@@ -14,8 +15,9 @@ import datasets.common as common
 from datasets import disk_cache
 from losses.ema import class_means, ema_update
 from tests import fakes
-from tests.test_training import data_root, run  # noqa: F401  (the synthetic set, one training run)
-from utils import record, trainer
+from tests.fakes import train_synthetic as run
+from utils import record
+from utils.training import passes, speed
 from utils.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,14 +71,14 @@ def test_deterministic_class_sums_equal_index_add():
 
 def test_uint8_items_converted_on_the_device_are_bit_identical(data_root):
     part = datasets.load_plankton(data_root, "synthetic").train
-    view = trainer.uint8_view(part)
+    view = speed.uint8_view(part)
     assert view is not part and view.yield_uint8 and not part.yield_uint8
     x8, y8, wh8 = view[3]
     x, y, wh = part[3]
     assert x8.dtype == torch.uint8 and x.dtype == torch.float32
-    assert torch.equal(trainer.to_device(x8[None], torch.device("cpu"))[0], x) and y8 == y and torch.equal(wh8, wh)
+    assert torch.equal(speed.to_device(x8[None], torch.device("cpu"))[0], x) and y8 == y and torch.equal(wh8, wh)
     part.transform = lambda t: t  # a transform works on floats: no uint8 view
-    assert trainer.uint8_view(part) is part
+    assert speed.uint8_view(part) is part
 
 
 class _Boom(torch.nn.Module):
@@ -96,20 +98,20 @@ class _Boom(torch.nn.Module):
 def test_non_finite_loss_is_read_every_check_every_steps_naming_the_first_bad_step(monkeypatch):
     from losses.head import ClassHead
 
-    monkeypatch.setattr(trainer, "CHECK_EVERY", 4)
+    monkeypatch.setattr(passes, "CHECK_EVERY", 4)
     torch.manual_seed(0)
     batches = [(torch.randn(3, 4), torch.tensor([0, 1, 2]), torch.ones(3, 2)) for _ in range(10)]
     model, head = _Boom(bad=2), ClassHead(3, 4)
     opt = torch.optim.Adam(list(model.parameters()) + head.main_parameters())
     with pytest.raises(FloatingPointError, match=r"^non-finite loss at epoch 7, step 2$"):
-        trainer.train_epoch(model, head, batches, opt, None, torch.device("cpu"), 7, 3)
+        passes.train_epoch(model, head, batches, opt, None, torch.device("cpu"), 7, 3)
     assert model.calls == 4  # the flag stays on the device until step 4
     model, head = _Boom(bad=10), ClassHead(3, 4)  # the last step: caught by the end-of-epoch read
     opt = torch.optim.Adam(list(model.parameters()) + head.main_parameters())
     with pytest.raises(FloatingPointError, match=r"step 10$"):
-        trainer.train_epoch(model, head, batches, opt, None, torch.device("cpu"), 1, 3)
+        passes.train_epoch(model, head, batches, opt, None, torch.device("cpu"), 1, 3)
     model = _Boom(bad=0)
-    loss, acc, sums, counts = trainer.train_epoch(model, ClassHead(3, 4), batches, torch.optim.Adam(model.parameters()),
+    loss, acc, sums, counts = passes.train_epoch(model, ClassHead(3, 4), batches, torch.optim.Adam(model.parameters()),
                                                   None, torch.device("cpu"), 1, 3)
     assert np.isfinite(loss) and counts.tolist() == [10, 10, 10]
 
@@ -261,5 +263,11 @@ def test_a_cache_without_its_manifest_is_not_used(tmp_path, counted_decoding):
 
 
 def test_bench_gpu_step_cpu_smoke():
-    proc = subprocess.run([sys.executable, "bench/bench_gpu_step.py"], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0 and "CUDA" in proc.stdout
+    """The benchmark's own step and bare loop run on the CPU and print one table row with both timings."""
+    proc = subprocess.run([sys.executable, "bench/bench_gpu_step.py", "--device", "cpu", "--backbone", "simple",
+                           "--size", "16", "--steps", "2", "--repeats", "1", "--compile", "off", "--classes", "5"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| simple | 16 | eager |"))
+    project_ms, bare_ms, ratio = (float(cell) for cell in row.strip("|").split("|")[3:6])
+    assert project_ms > 0 and bare_ms > 0 and ratio == pytest.approx(bare_ms / project_ms, abs=0.006)

@@ -1,4 +1,4 @@
-"""evaluate.py --weights (utils/inspect_weights.py): any classifier's class vectors against a taxonomy."""
+"""evaluate.py --weights (utils/evaluation/inspect.py, utils/evaluation/weights.py): any classifier's class vectors against a taxonomy."""
 import json
 import os
 import sys
@@ -9,13 +9,14 @@ import torch
 from scipy import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import evaluate  # noqa: E402
-from tests.fakes import write_fake_plankton  # noqa: E402
-from utils import inspect_weights, record  # noqa: E402
-from utils.hierarchy import Hierarchy  # noqa: E402
-from utils.io import write_json  # noqa: E402
+import evaluate
+from tests.fakes import write_fake_plankton
+from utils import record
+from utils.evaluation import inspect as inspect_weights
+from utils.evaluation import weights
+from utils.hierarchy import Hierarchy
+from utils.io import write_json
 
 # 4 x 4 x 4 = 64 classes, three levels
 PATHS = [[a, f"{a}{b}", f"{a}{b}{c}"] for a in "PQRS" for b in "wxyz" for c in "1234"]
@@ -166,14 +167,14 @@ def test_found_without_key(tmp_path):
     tv = {"conv1.weight": torch.randn(8, 3, 7, 7), "fc.weight": W.double(), "fc.bias": torch.zeros(C)}
     for name, obj in (("ours", ours), ("tv", tv)):
         torch.save(obj, tmp_path / f"{name}.pt")
-        got, key = inspect_weights.load_weights(tmp_path / f"{name}.pt", C)
+        got, key = weights.load_weights(tmp_path / f"{name}.pt", C)
         assert key == {"ours": "head.W", "tv": "fc.weight"}[name]
         np.testing.assert_array_equal(got, W.double().numpy())
     # a key given by its ending, and an .npz collection
     torch.save({"state_dict": {"module.fc.weight": W}}, tmp_path / "wrapped.pt")
-    assert inspect_weights.load_weights(tmp_path / "wrapped.pt", C, "fc.weight")[1] == "state_dict.module.fc.weight"
+    assert weights.load_weights(tmp_path / "wrapped.pt", C, "fc.weight")[1] == "state_dict.module.fc.weight"
     np.savez(tmp_path / "w.npz", W=W.numpy(), other=np.zeros((C, 3)))
-    assert inspect_weights.load_weights(tmp_path / "w.npz", C, "W")[1] == "W"
+    assert weights.load_weights(tmp_path / "w.npz", C, "W")[1] == "W"
 
 
 def test_row_scale_does_not_matter(tmp_path):
@@ -182,7 +183,7 @@ def test_row_scale_does_not_matter(tmp_path):
     scale = np.ones((HIERARCHY.n_classes, 1))
     scale[::3], scale[1::3] = 1e200, 1e-200
     np.save(tmp_path / "scaled.npy", W * scale)
-    got, _ = inspect_weights.load_weights(tmp_path / "scaled.npy", HIERARCHY.n_classes)
+    got, _ = weights.load_weights(tmp_path / "scaled.npy", HIERARCHY.n_classes)
     np.testing.assert_allclose(_unit(got), _unit(W), atol=1e-12)
     a = inspect_weights.inspect(got, HIERARCHY, n_perm=0).metrics
     b = inspect_weights.inspect(W, HIERARCHY, n_perm=0).metrics
@@ -198,14 +199,14 @@ def test_class_table_and_dataset_folder(tmp_path):
         fh.write("Class,Path,Number\n")
         for number, cls in enumerate(order):
             fh.write(f"{HIERARCHY.names[cls]},DATA_init/{'/'.join(HIERARCHY.paths[cls])},{number}\n")
-    h, dataset = inspect_weights.load_hierarchy(tmp_path / "classes.csv")
+    h, dataset = weights.load_hierarchy(tmp_path / "classes.csv")
     assert dataset is None
     assert h == HIERARCHY.subset(order)
     # a taxonomy-folder dataset: the class order of the training loader
     from datasets import load_plankton
 
     write_fake_plankton(tmp_path, "FakePlankton")
-    h, dataset = inspect_weights.load_hierarchy("FakePlankton", tmp_path)
+    h, dataset = weights.load_hierarchy("FakePlankton", tmp_path)
     assert dataset == "FakePlankton"
     assert h == load_plankton(tmp_path, "FakePlankton").hierarchy
     np.save(tmp_path / "six.npy", tree_vectors(h, seed=5))
@@ -218,7 +219,7 @@ def test_class_table_and_dataset_folder(tmp_path):
     assert "corr_mean_living_euc" in metrics  # a "nonliving" top group gives the living subset
     # a dataset folder holding the paper's class and image tables: the class order is Number, as in training
     write_fake_plankton(tmp_path, "Tables", paper=True, numbers=[5, 3, 0, 1, 4, 2])
-    h, _ = inspect_weights.load_hierarchy("Tables", tmp_path)
+    h, _ = weights.load_hierarchy("Tables", tmp_path)
     assert h == load_plankton(tmp_path, "Tables").hierarchy
     assert h.names[0] == "Tintinnida sp"  # Number 0 is the third class by sorted path
 

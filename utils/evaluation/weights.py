@@ -1,80 +1,21 @@
-"""Inspect any classifier's class vectors against a taxonomy, without training (``evaluate.py --weights``).
+"""Reading what ``evaluate.py --weights`` inspects: a classifier's class vectors and the hierarchy of its classes.
 
-    python evaluate.py --weights fc.npy --hierarchy hierarchy.csv --out inspect_fc
-    python evaluate.py --weights checkpoint_last.pt --key head.W --hierarchy record/<run>/hierarchy.csv
-    python evaluate.py --weights model.pt --hierarchy MicroS --data_root data
-
-The class vectors (rows of the weight matrix, row i = class i of the
-hierarchy) are L2-normalised and compared with the tree distances ``d_T`` with
-the same hierarchical-inference measures that ``evaluate.py`` computes for W
-in a run record (:func:`utils.metrics.evaluation.representation_metrics`),
-once with the euclidean (chord) and once with the angular distance between the
-normalised vectors: the names get the suffix ``_euc`` / ``_arccos``.
-
-Pieces: :func:`load_weights` (``.npy`` / ``.npz`` / PyTorch state dict or
-checkpoint, the tensor chosen by ``key`` or found by its row count),
+:func:`load_weights` (``.npy`` / ``.npz`` / PyTorch state dict or checkpoint,
+the tensor chosen by ``key`` or found by its row count) and
 :func:`load_hierarchy` (record-format CSV, class table, or taxonomy-folder
-dataset), :func:`inspect` (arrays in, measures out, pure) and
-:func:`write_results` (the files).  Bad input raises
-:class:`utils.errors.UserError`.
+dataset).  Bad input raises :class:`utils.errors.UserError`.
 """
-import csv
 import os
-from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
-from utils import trees
 from utils.errors import UserError
 from utils.hierarchy import Hierarchy
-from utils.io import write_dataframe_csv, write_json, write_npz, write_text
-from utils.metrics import representation as rep_m
-from utils.metrics.evaluation import N_PERM, add_reference_trees, reference_trees, representation_metrics, wants_living
 
-#: Distances between the normalised class vectors, as (name suffix, distance of representative_distances).
-DISTANCES = (("euc", "euc"), ("arccos", "arccos"))
 NUMPY_EXTENSIONS = (".npy", ".npz")
 RECORD_COLUMNS = ("index", "class", "path")
 CLASS_TABLE_COLUMNS = ("Class", "Path", "Number")
 MAX_LISTED = 12  # candidates named in an error message
-
-
-# ------------------------------------------------------------------ command line
-def add_arguments(parser):
-    """``--weights`` mode: any classifier's class vectors against a taxonomy (utils/inspect_weights.py)."""
-    g = parser.add_argument_group(
-        "inspect any classifier (instead of RUN)",
-        "python evaluate.py --weights FILE --hierarchy FILE [--key NAME] [--out DIR]",
-    )
-    g.add_argument("--weights", metavar="FILE",
-                   help="class vectors [C, D]: a .npy/.npz array or a PyTorch state dict / checkpoint")
-    g.add_argument("--hierarchy", metavar="FILE",
-                   help="hierarchy CSV (index,class,path or Class,Path,Number; row i = class i), "
-                   "or a taxonomy-folder dataset name with --data_root")
-    g.add_argument("--key", metavar="NAME",
-                   help="the tensor in a state dict / .npz, dotted for nested checkpoints (fc.weight, head.W); "
-                   "default: the one 2-D tensor with C rows")
-    g.add_argument("--out", metavar="DIR", help="output folder (default: inspect_<weights file name>)")
-    g.add_argument("--data_root", metavar="DIR", help="folder holding the dataset named by --hierarchy")
-
-
-def check_arguments(parser, args):
-    """Usage errors (exit 2) of the --weights options against RUN folders."""
-    if args.weights is None:
-        given = [f"--{n}" for n in ("hierarchy", "key", "out", "data_root") if getattr(args, n) is not None]
-        if given:
-            parser.error(f"{', '.join(given)} only go with --weights")
-        if not args.runs:
-            parser.error("give at least one RUN, or --weights FILE --hierarchy FILE")
-        return
-    if args.runs:
-        parser.error("give either RUN folders or --weights, not both")
-    if args.hierarchy is None:
-        parser.error("--weights needs --hierarchy (a hierarchy CSV, or a dataset name with --data_root)")
-    if args.last or args.summary_dir is not None:
-        parser.error("--last and --summary_dir are for RUN folders, not --weights")
 
 
 # ------------------------------------------------------------------ weights
@@ -253,16 +194,6 @@ def load_weights(path, n_classes, key=None):
 
 
 # ------------------------------------------------------------------ hierarchy
-def _header(path):
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return [h.strip() for h in next(csv.reader(fh), [])]
-    except OSError as err:
-        raise UserError(f"cannot read hierarchy file {path}: {err.strerror}") from None
-    except (UnicodeDecodeError, csv.Error):
-        raise UserError(f"hierarchy file {path} is not a UTF-8 CSV file") from None
-
-
 def class_table_hierarchy(class_csv, name=None):
     """A class table (``Class,Path,Number``): row ``Number`` of the weights is that class."""
     from datasets.taxonomy import read_class_table  # the one class-table reader (docs/datasets.md)
@@ -279,7 +210,7 @@ def dataset_hierarchy(folder, name=None):
     sorted-path order (:func:`datasets.taxonomy.scan_taxonomy`).
     """
     from datasets.common import require_folder
-    from datasets.taxonomy import _order_classes, find_csv_description, scan_taxonomy
+    from datasets.taxonomy import order_classes, find_csv_description, scan_taxonomy
 
     name = name or os.path.basename(os.path.normpath(folder))
     require_folder(folder, f"dataset folder for {name}", "point --data_root at the folder that holds it")
@@ -289,7 +220,7 @@ def dataset_hierarchy(folder, name=None):
     classes = scan_taxonomy(folder)
     if not classes:
         raise UserError(f"no images found in {folder}, so it names no classes; give a hierarchy CSV instead")
-    paths, _ = _order_classes(classes)
+    paths, _ = order_classes(classes)
     return Hierarchy([p[-1] for p in paths], paths)
 
 
@@ -311,7 +242,11 @@ def load_hierarchy(spec, data_root=None):
             f"hierarchy file {spec} does not exist; give a hierarchy CSV (index,class,path or Class,Path,Number), "
             "or a dataset name together with --data_root"
         )
-    header = _header(spec)
+    from datasets.taxonomy import csv_header
+
+    header = csv_header(spec)
+    if header is None:
+        raise UserError(f"cannot read hierarchy file {spec} as UTF-8 CSV text; give a hierarchy CSV")
     if all(c in header for c in RECORD_COLUMNS):
         return Hierarchy.from_csv(spec), None
     if all(c in header for c in CLASS_TABLE_COLUMNS):
@@ -320,126 +255,3 @@ def load_hierarchy(spec, data_root=None):
         f"{spec} is not a hierarchy file: expected the columns index,class,path (path a JSON array) "
         "or Class,Path,Number (the class table)"
     )
-
-
-# ------------------------------------------------------------------ measures
-@dataclass
-class Inspection:
-    metrics: dict  # flat name -> value: n_classes, dim, then <measure>_euc, then <measure>_arccos
-    distances: dict = field(default_factory=dict)  # "euc", "arccos" -> C x C distances of the normalised vectors
-    linkage: dict = field(default_factory=dict)  # "euc", "arccos", "true" -> WPGMA linkage matrix
-    newick: dict = field(default_factory=dict)  # "euc", "arccos", "true", "taxonomy" -> Newick text
-
-
-def _pair_ranks(D):
-    i, j = np.triu_indices(D.shape[0], 1)
-    return stats.rankdata(D[i, j])
-
-
-def _maybe(value):
-    return None if value is None or not np.isfinite(value) else float(value)
-
-
-def inspect(W, hierarchy, *, living=False, n_perm=N_PERM, seed=0):
-    """Hierarchical inference of the class vectors ``W`` [C, D] for both distances (pure: arrays in, results out)."""
-    W = np.asarray(W)
-    result = Inspection({"n_classes": int(W.shape[0]), "dim": int(W.shape[1])})
-    reference = reference_trees(hierarchy)
-    first = None  # (D, corr_perm_p) of the first distance
-    for suffix, distance in DISTANCES:
-        # The permutation test depends on the ranks of the pair distances only; the angle is a monotone
-        # function of the chord, so it is run once and reused when the ranks are indeed the same.
-        reuse = first is not None and n_perm > 0
-        values, D, Z = representation_metrics(
-            W, hierarchy, distance, living=living, n_perm=0 if reuse else n_perm, seed=seed, reference=reference
-        )
-        if reuse:
-            same = np.array_equal(_pair_ranks(D), _pair_ranks(first[0]))
-            values["corr_perm_p"] = first[1] if same else _maybe(rep_m.corr_perm_p(D, hierarchy.distances, n_perm=n_perm, seed=seed))
-        first = first or (D, values["corr_perm_p"])
-        result.metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
-        result.distances[suffix] = D
-        result.linkage[suffix] = Z
-        result.newick[suffix] = trees.linkage_newick(Z, hierarchy.names)
-    add_reference_trees(result, hierarchy)
-    return result
-
-
-# ------------------------------------------------------------------ files
-METRICS_JSON = "metrics.json"
-METRICS_CSV = "metrics.csv"
-SOURCE_JSON = "source.json"
-DISTANCES_NPZ = "distances.npz"
-
-
-def write_results(out, result, hierarchy, source, plots=True):
-    """metrics.json/.csv, source.json, distances.npz, tree_<euc|arccos|true|taxonomy>.nwk and the PNG plots."""
-    path = lambda name: os.path.join(out, name)  # noqa: E731
-    write_json(path(METRICS_JSON), result.metrics)
-    write_dataframe_csv(
-        path(METRICS_CSV), pd.DataFrame({"name": list(result.metrics), "value": list(result.metrics.values())})
-    )
-    write_json(path(SOURCE_JSON), source)
-    write_npz(path(DISTANCES_NPZ), d_T=hierarchy.distances, **result.distances)
-    for kind, text in result.newick.items():
-        write_text(path(f"tree_{kind}.nwk"), text)
-    if not plots or hierarchy.n_classes < 2:
-        return
-    from utils import plots as P
-
-    for suffix, distance in DISTANCES:
-        P.plot_trees(path(f"tree_{suffix}.png"), result.linkage[suffix], result.linkage["true"], hierarchy,
-                     f"weights, {'chord' if distance == 'euc' else 'angle'}")
-        P.plot_distances(path(f"distances_{suffix}.png"), result.distances[suffix], hierarchy, "weights", distance)
-
-
-def default_out(weights):
-    """``inspect_<file stem>`` in the current folder."""
-    stem = os.path.splitext(os.path.basename(os.path.normpath(os.fspath(weights))))[0]
-    return f"inspect_{stem}"
-
-
-def _fmt(value):
-    if value is None:
-        return "-".rjust(9)
-    return (str(value) if isinstance(value, int) else f"{value:.4f}").rjust(9)
-
-
-def summary_block(result, where, hierarchy):
-    """A readable block of the main measures for both distances."""
-    names = ["corr_mean", "corr_elem", "corr_perm_p", "mapr_0", "rf_norm", "rf_taxonomy"]
-    lines = [
-        f"{where}: {result.metrics['n_classes']} classes x {result.metrics['dim']} dimensions; "
-        f"hierarchy {hierarchy.n_classes} classes, {hierarchy.n_levels} levels",
-        "  " + " " * 8 + "".join(n.rjust(12) for n in names),
-    ]
-    for suffix, _ in DISTANCES:
-        lines.append(f"  {suffix:<8}" + "".join(_fmt(result.metrics.get(f"{n}_{suffix}")).rjust(12) for n in names))
-    return "\n".join(lines)
-
-
-def run(args):
-    """``evaluate.py --weights``: ``args`` has weights, hierarchy, key, out, data_root, n_perm, perm_seed, no_plots, quiet."""
-    hierarchy, dataset = load_hierarchy(args.hierarchy, args.data_root)
-    W, name = load_weights(args.weights, hierarchy.n_classes, args.key)
-    living = wants_living({"dataset": dataset or ""}, hierarchy)
-    result = inspect(W, hierarchy, living=living, n_perm=args.n_perm, seed=args.perm_seed)
-    out = args.out or default_out(args.weights)
-    source = {
-        "weights": os.path.abspath(args.weights),
-        "key": name,
-        "hierarchy": os.path.abspath(args.hierarchy) if args.data_root is None else args.hierarchy,
-        "data_root": None if args.data_root is None else os.path.abspath(args.data_root),
-        "shape": [int(s) for s in W.shape],
-        "n_perm": args.n_perm,
-        "perm_seed": args.perm_seed,
-    }
-    try:
-        write_results(out, result, hierarchy, source, plots=not args.no_plots)
-    except OSError as err:
-        raise UserError(f"cannot write the results into {out}: {err.strerror or err}; choose another --out") from None
-    where = f"{args.weights} [{name}]" if name else args.weights
-    if not args.quiet:
-        print(summary_block(result, where, hierarchy))
-    print(f"written to {out}/ ({METRICS_JSON}, {METRICS_CSV}, trees and plots)")
-    return 0

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import train
-from datasets import ensure_synthetic
+from tests import fakes
 from utils import lock, record
 from utils.hierarchy import Hierarchy
 
@@ -36,17 +36,8 @@ GRID = [
 ]
 
 
-@pytest.fixture(scope="session")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    ensure_synthetic(str(root), seed=0)
-    return str(root)
-
-
 def run(data_root, record_dir, *flags, epochs=1):
-    argv = ["--data_root", data_root, "--record_dir", str(record_dir), "--epochs", str(epochs), "--batch_size", "64",
-            *flags]
-    return train.main(argv)
+    return fakes.train_synthetic(data_root, record_dir, *flags, epochs=epochs)
 
 
 def load_npz(path):
@@ -99,7 +90,7 @@ def test_record_name_follows_the_documented_order(data_root, tmp_path):
 
 
 def test_same_seed_same_record_and_resume_equals_uninterrupted(data_root, tmp_path, monkeypatch):
-    import utils.trainer as trainer
+    import utils.training.run as trainer  # the names the run calls
 
     flags = ["--use_val", "--dynamic", "--ema", "--seed", "5"]
     a = run(data_root, tmp_path / "a", *flags, epochs=2)
@@ -203,7 +194,7 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_last_good_check
 
 
 def test_best_validation_checkpoint_is_evaluated_and_the_last_epoch_kept_apart(data_root, tmp_path, monkeypatch):
-    import utils.trainer as trainer
+    import utils.training.run as trainer  # the names the run calls
 
     real_accuracy = trainer.accuracy
     calls = {"n": 0}

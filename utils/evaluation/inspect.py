@@ -1,0 +1,180 @@
+"""Inspect any classifier's class vectors against a taxonomy, without training (``evaluate.py --weights``).
+
+    python evaluate.py --weights fc.npy --hierarchy hierarchy.csv --out inspect_fc
+    python evaluate.py --weights checkpoint_last.pt --key head.W --hierarchy record/<run>/hierarchy.csv
+    python evaluate.py --weights model.pt --hierarchy MicroS --data_root data
+
+The class vectors (rows of the weight matrix, row i = class i of the
+hierarchy) are L2-normalised and compared with the tree distances ``d_T`` with
+the same hierarchical-inference measures that ``evaluate.py`` computes for W
+in a run record (:func:`utils.evaluation.measures.representation_metrics`),
+once with the euclidean (chord) and once with the angular distance between the
+normalised vectors: the names get the suffix ``_euc`` / ``_arccos``.
+
+Reading the files is ``utils/evaluation/weights.py``; here: :func:`inspect`
+(arrays in, measures out, pure), :func:`write_results` (the files) and
+:func:`run` (the command).  Bad input raises :class:`utils.errors.UserError`.
+"""
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from utils import record
+from utils.errors import UserError
+from utils.evaluation import representation as rep_m
+from utils.evaluation.measures import N_PERM, add_reference_trees, add_representation, reference_trees, wants_living
+from utils.evaluation.weights import load_hierarchy, load_weights
+from utils.io import write_json, write_npz, write_text
+
+#: Distances between the normalised class vectors, as (name suffix, distance of representative_distances).
+DISTANCES = (("euc", "euc"), ("arccos", "arccos"))
+SOURCE_JSON = "source.json"
+DISTANCES_NPZ = "distances.npz"
+
+
+# ------------------------------------------------------------------ command line
+def add_arguments(parser):
+    """``--weights`` mode: any classifier's class vectors against a taxonomy."""
+    g = parser.add_argument_group(
+        "inspect any classifier (instead of RUN)",
+        "python evaluate.py --weights FILE --hierarchy FILE [--key NAME] [--out DIR]",
+    )
+    g.add_argument("--weights", metavar="FILE",
+                   help="class vectors [C, D]: a .npy/.npz array or a PyTorch state dict / checkpoint")
+    g.add_argument("--hierarchy", metavar="FILE",
+                   help="hierarchy CSV (index,class,path or Class,Path,Number; row i = class i), "
+                   "or a taxonomy-folder dataset name with --data_root")
+    g.add_argument("--key", metavar="NAME",
+                   help="the tensor in a state dict / .npz, dotted for nested checkpoints (fc.weight, head.W); "
+                   "default: the one 2-D tensor with C rows")
+    g.add_argument("--out", metavar="DIR", help="output folder (default: inspect_<weights file name>)")
+    g.add_argument("--data_root", metavar="DIR", help="folder holding the dataset named by --hierarchy")
+
+
+def check_arguments(parser, args):
+    """Usage errors (exit 2) of the --weights options against RUN folders."""
+    if args.weights is None:
+        given = [f"--{n}" for n in ("hierarchy", "key", "out", "data_root") if getattr(args, n) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} only go with --weights")
+        if not args.runs:
+            parser.error("give at least one RUN, or --weights FILE --hierarchy FILE")
+        return
+    if args.runs:
+        parser.error("give either RUN folders or --weights, not both")
+    if args.hierarchy is None:
+        parser.error("--weights needs --hierarchy (a hierarchy CSV, or a dataset name with --data_root)")
+    if args.last or args.summary_dir is not None:
+        parser.error("--last and --summary_dir are for RUN folders, not --weights")
+
+
+# ------------------------------------------------------------------ measures
+@dataclass
+class Inspection:
+    metrics: dict  # flat name -> value: n_classes, dim, then <measure>_euc, then <measure>_arccos
+    distances: dict = field(default_factory=dict)  # "euc", "arccos" -> C x C distances of the normalised vectors
+    linkage: dict = field(default_factory=dict)  # "euc", "arccos", "true" -> WPGMA linkage matrix
+    newick: dict = field(default_factory=dict)  # "euc", "arccos", "true", "taxonomy" -> Newick text
+
+
+def _pair_ranks(D):
+    i, j = np.triu_indices(D.shape[0], 1)
+    return stats.rankdata(D[i, j])
+
+
+def _maybe(value):
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def inspect(W, hierarchy, *, living=False, n_perm=N_PERM, seed=0):
+    """Hierarchical inference of the class vectors ``W`` [C, D] for both distances (pure: arrays in, results out)."""
+    W = np.asarray(W)
+    result = Inspection({"n_classes": int(W.shape[0]), "dim": int(W.shape[1])})
+    reference = reference_trees(hierarchy)
+    first = None  # (D, corr_perm_p) of the first distance
+    for suffix, distance in DISTANCES:
+        # The permutation test depends on the ranks of the pair distances only; the angle is a monotone
+        # function of the chord, so it is run once and reused when the ranks are indeed the same.
+        reuse = first is not None and n_perm > 0
+        values, D = add_representation(result, suffix, W, hierarchy, distance, living,
+                                       0 if reuse else n_perm, seed, reference)
+        if reuse:
+            same = np.array_equal(_pair_ranks(D), _pair_ranks(first[0]))
+            p = first[1] if same else _maybe(rep_m.corr_perm_p(D, hierarchy.distances, n_perm=n_perm, seed=seed))
+            result.metrics[f"corr_perm_p_{suffix}"] = p
+        first = first or (D, values["corr_perm_p"])
+    add_reference_trees(result, hierarchy)
+    return result
+
+
+# ------------------------------------------------------------------ files
+def write_results(out, result, hierarchy, source, plots=True):
+    """metrics.json/.csv, source.json, distances.npz, tree_<euc|arccos|true|taxonomy>.nwk and the PNG plots."""
+    path = lambda name: os.path.join(out, name)  # noqa: E731
+    record.write_metrics(path(record.METRICS_JSON), path(record.METRICS_CSV), result.metrics)
+    write_json(path(SOURCE_JSON), source)
+    write_npz(path(DISTANCES_NPZ), d_T=hierarchy.distances, **result.distances)
+    for kind, text in result.newick.items():
+        write_text(path(f"tree_{kind}.nwk"), text)
+    if not plots or hierarchy.n_classes < 2:
+        return
+    from utils.evaluation import plots as P
+
+    for suffix, distance in DISTANCES:
+        P.plot_trees(path(f"tree_{suffix}.png"), result.linkage[suffix], result.linkage["true"], hierarchy,
+                     f"weights, {'chord' if distance == 'euc' else 'angle'}")
+        P.plot_distances(path(f"distances_{suffix}.png"), result.distances[suffix], hierarchy, "weights", distance)
+
+
+def default_out(weights):
+    """``inspect_<file stem>`` in the current folder."""
+    stem = os.path.splitext(os.path.basename(os.path.normpath(os.fspath(weights))))[0]
+    return f"inspect_{stem}"
+
+
+def _fmt(value):
+    if value is None:
+        return "-".rjust(9)
+    return (str(value) if isinstance(value, int) else f"{value:.4f}").rjust(9)
+
+
+def summary_block(result, where, hierarchy):
+    """A readable block of the main measures for both distances."""
+    names = ["corr_mean", "corr_elem", "corr_perm_p", "mapr_0", "rf_norm", "rf_taxonomy"]
+    lines = [
+        f"{where}: {result.metrics['n_classes']} classes x {result.metrics['dim']} dimensions; "
+        f"hierarchy {hierarchy.n_classes} classes, {hierarchy.n_levels} levels",
+        "  " + " " * 8 + "".join(n.rjust(12) for n in names),
+    ]
+    for suffix, _ in DISTANCES:
+        lines.append(f"  {suffix:<8}" + "".join(_fmt(result.metrics.get(f"{n}_{suffix}")).rjust(12) for n in names))
+    return "\n".join(lines)
+
+
+def run(args):
+    """``evaluate.py --weights``: ``args`` has weights, hierarchy, key, out, data_root, n_perm, perm_seed, no_plots, quiet."""
+    hierarchy, dataset = load_hierarchy(args.hierarchy, args.data_root)
+    W, name = load_weights(args.weights, hierarchy.n_classes, args.key)
+    living = wants_living(dataset, hierarchy)
+    result = inspect(W, hierarchy, living=living, n_perm=args.n_perm, seed=args.perm_seed)
+    out = args.out or default_out(args.weights)
+    source = {
+        "weights": os.path.abspath(args.weights),
+        "key": name,
+        "hierarchy": os.path.abspath(args.hierarchy) if args.data_root is None else args.hierarchy,
+        "data_root": None if args.data_root is None else os.path.abspath(args.data_root),
+        "shape": [int(s) for s in W.shape],
+        "n_perm": args.n_perm,
+        "perm_seed": args.perm_seed,
+    }
+    try:
+        write_results(out, result, hierarchy, source, plots=not args.no_plots)
+    except OSError as err:
+        raise UserError(f"cannot write the results into {out}: {err.strerror or err}; choose another --out") from None
+    where = f"{args.weights} [{name}]" if name else args.weights
+    if not args.quiet:
+        print(summary_block(result, where, hierarchy))
+    print(f"written to {out}/ ({record.METRICS_JSON}, {record.METRICS_CSV}, trees and plots)")
+    return 0
