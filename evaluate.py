@@ -24,6 +24,7 @@ from utils import record
 from utils.errors import UserError, exit_on_user_error
 from utils.evaluation import inspect as inspect_weights
 from utils.evaluation.measures import N_PERM, evaluate_outputs
+from utils.evaluation.stages import LOG, Stages, file_log, stage
 from utils.evaluation.summary import summarise, summary_markdown, summary_row
 from utils.io import write_dataframe_csv, write_npz, write_text
 
@@ -114,8 +115,17 @@ def suffixed(name, last):
     return f"{stem}_last{ext}"
 
 
-def write_run_files(run, result, last, plots):
+def write_run_files(run, result, last, plots, stages=None):
     out = lambda name: os.path.join(run.path, suffixed(name, last))  # noqa: E731
+    with stage(stages, "files"):
+        _write_tables(run, result, out)
+    if not plots:
+        return
+    with stage(stages, "plots"):
+        _write_plots(run, result, out)
+
+
+def _write_tables(run, result, out):
     record.write_metrics(out(record.METRICS_JSON), out(record.METRICS_CSV), result.metrics)
     write_dataframe_csv(out(record.PER_CLASS_CSV), result.per_class)
     write_npz(out(record.CONFUSION_NPZ), **result.confusion)
@@ -123,8 +133,9 @@ def write_run_files(run, result, last, plots):
     trees = {"W": record.TREE_W, "proto": record.TREE_PROTO, "true": record.TREE_TRUE, "taxonomy": record.TREE_TAXONOMY}
     for kind, name in trees.items():
         write_text(out(name), result.newick[kind])
-    if not plots:
-        return
+
+
+def _write_plots(run, result, out):
     from utils.evaluation import plots as P
 
     distance = str(run.config.get("distance", "euc"))
@@ -190,12 +201,16 @@ def main(argv=None):
     for run_dir in bar:
         run = record.load_run(run_dir, outputs_name(run_dir, args.last))
         bar.set_postfix_str(run.name[-40:])
+        try:
+            stages = Stages(file_log(os.path.join(run.path, suffixed(LOG, args.last))))
+        except OSError as err:
+            raise UserError(f"cannot write into {run.path}: {err.strerror or err}; check its permissions") from None
         result = evaluate_outputs(
             run.config, run.hierarchy, run.outputs, n_perm=args.n_perm, seed=args.perm_seed,
-            block_bytes=args.block_mb << 20, workers=args.workers,
+            block_bytes=args.block_mb << 20, workers=args.workers, stages=stages,
         )
         try:
-            write_run_files(run, result, args.last, plots=not args.no_plots)
+            write_run_files(run, result, args.last, plots=not args.no_plots, stages=stages)
         except OSError as err:
             raise UserError(f"cannot write the results into {run.path}: {err.strerror or err}; check its permissions") from None
         if not args.quiet:

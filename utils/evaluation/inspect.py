@@ -19,12 +19,11 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from utils import record
 from utils.errors import UserError
-from utils.evaluation import representation as rep_m
 from utils.evaluation.measures import N_PERM, add_reference_trees, add_representation, reference_trees, wants_living
+from utils.evaluation.stages import LOG, Stages, file_log, stage
 from utils.evaluation.weights import load_hierarchy, load_weights
 from utils.io import write_json, write_npz, write_text
 
@@ -79,47 +78,40 @@ class Inspection:
     newick: dict = field(default_factory=dict)  # "euc", "arccos", "true", "taxonomy" -> Newick text
 
 
-def _pair_ranks(D):
-    i, j = np.triu_indices(D.shape[0], 1)
-    return stats.rankdata(D[i, j])
+def inspect(W, hierarchy, *, living=False, n_perm=N_PERM, seed=0, stages=None):
+    """Hierarchical inference of the class vectors ``W`` [C, D] for both distances (pure: arrays in, results out).
 
-
-def _maybe(value):
-    return None if value is None or not np.isfinite(value) else float(value)
-
-
-def inspect(W, hierarchy, *, living=False, n_perm=N_PERM, seed=0):
-    """Hierarchical inference of the class vectors ``W`` [C, D] for both distances (pure: arrays in, results out)."""
+    ``stages``: progress of the stages (:mod:`utils.evaluation.stages`).
+    """
     W = np.asarray(W)
     result = Inspection({"n_classes": int(W.shape[0]), "dim": int(W.shape[1])})
-    reference = reference_trees(hierarchy)
-    first = None  # (D, corr_perm_p) of the first distance
+    reference = reference_trees(hierarchy, stages)
+    # The permutation test depends on the ranks of the pair distances only; the angle is a monotone function
+    # of the chord, so the chord's test is reused when the ranks are indeed the same (equal fingerprints).
+    known = {}
     for suffix, distance in DISTANCES:
-        # The permutation test depends on the ranks of the pair distances only; the angle is a monotone
-        # function of the chord, so it is run once and reused when the ranks are indeed the same.
-        reuse = first is not None and n_perm > 0
-        values, D = add_representation(result, suffix, W, hierarchy, distance, living,
-                                       0 if reuse else n_perm, seed, reference)
-        if reuse:
-            same = np.array_equal(_pair_ranks(D), _pair_ranks(first[0]))
-            p = first[1] if same else _maybe(rep_m.corr_perm_p(D, hierarchy.distances, n_perm=n_perm, seed=seed))
-            result.metrics[f"corr_perm_p_{suffix}"] = p
-        first = first or (D, values["corr_perm_p"])
-    add_reference_trees(result, hierarchy)
+        add_representation(result, suffix, W, hierarchy, distance, living, n_perm, seed, reference, stages, known)
+    add_reference_trees(result, hierarchy, reference)
     return result
 
 
 # ------------------------------------------------------------------ files
-def write_results(out, result, hierarchy, source, plots=True):
+def write_results(out, result, hierarchy, source, plots=True, stages=None):
     """metrics.json/.csv, source.json, distances.npz, tree_<euc|arccos|true|taxonomy>.nwk and the PNG plots."""
     path = lambda name: os.path.join(out, name)  # noqa: E731
-    record.write_metrics(path(record.METRICS_JSON), path(record.METRICS_CSV), result.metrics)
-    write_json(path(SOURCE_JSON), source)
-    write_npz(path(DISTANCES_NPZ), d_T=hierarchy.distances, **result.distances)
-    for kind, text in result.newick.items():
-        write_text(path(f"tree_{kind}.nwk"), text)
+    with stage(stages, "files"):
+        record.write_metrics(path(record.METRICS_JSON), path(record.METRICS_CSV), result.metrics)
+        write_json(path(SOURCE_JSON), source)
+        write_npz(path(DISTANCES_NPZ), d_T=hierarchy.distances, **result.distances)
+        for kind, text in result.newick.items():
+            write_text(path(f"tree_{kind}.nwk"), text)
     if not plots or hierarchy.n_classes < 2:
         return
+    with stage(stages, "plots"):
+        _write_plots(path, result, hierarchy)
+
+
+def _write_plots(path, result, hierarchy):
     from utils.evaluation import plots as P
 
     for suffix, distance in DISTANCES:
@@ -158,8 +150,12 @@ def run(args):
     hierarchy, dataset = load_hierarchy(args.hierarchy, args.data_root)
     W, name = load_weights(args.weights, hierarchy.n_classes, args.key)
     living = wants_living(dataset, hierarchy)
-    result = inspect(W, hierarchy, living=living, n_perm=args.n_perm, seed=args.perm_seed)
     out = args.out or default_out(args.weights)
+    try:
+        stages = Stages(file_log(os.path.join(out, LOG)))
+    except OSError as err:
+        raise UserError(f"cannot write the results into {out}: {err.strerror or err}; choose another --out") from None
+    result = inspect(W, hierarchy, living=living, n_perm=args.n_perm, seed=args.perm_seed, stages=stages)
     source = {
         "weights": os.path.abspath(args.weights),
         "key": name,
@@ -170,7 +166,7 @@ def run(args):
         "perm_seed": args.perm_seed,
     }
     try:
-        write_results(out, result, hierarchy, source, plots=not args.no_plots)
+        write_results(out, result, hierarchy, source, plots=not args.no_plots, stages=stages)
     except OSError as err:
         raise UserError(f"cannot write the results into {out}: {err.strerror or err}; choose another --out") from None
     where = f"{args.weights} [{name}]" if name else args.weights

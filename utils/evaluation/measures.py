@@ -15,6 +15,7 @@ from utils import trees
 from utils.evaluation import classification as cls_m
 from utils.evaluation import representation as rep_m
 from utils.evaluation import retrieval as ret_m
+from utils.evaluation.stages import stage
 
 TOP_K = 5
 N_BINS = 15
@@ -56,56 +57,75 @@ def _maybe(value):
 
 
 # ------------------------------------------------------------ representations
-def reference_trees(hierarchy):
-    """The splits every representative tree is compared with: WPGMA and UPGMA of ``d_T``, and the taxonomy."""
-    return {
-        "wpgma": trees.tree_splits(hierarchy.distances, "wpgma")[0],
-        "upgma": trees.tree_splits(hierarchy.distances, "upgma")[0],
-        "taxonomy": trees.bipartitions(trees.taxonomy_clusters(hierarchy)),
-    }
+def reference_trees(hierarchy, stages=None):
+    """The splits every representative tree is compared with: WPGMA and UPGMA of ``d_T``, and the taxonomy.
+
+    Also ``"linkage"``: the WPGMA linkage of ``d_T`` (the tree_true files), so it is built once.
+    """
+    C = hierarchy.n_classes
+    with stage(stages, "reference trees (WPGMA, UPGMA of d_T)", total=2 * max(C - 1, 0), unit="merge") as tick:
+        wpgma, Z = trees.tree_splits(hierarchy.distances, "wpgma", tick)
+        upgma = trees.tree_splits(hierarchy.distances, "upgma", lambda done, total: tick(C - 1 + done))[0]
+    return {"wpgma": wpgma, "upgma": upgma, "taxonomy": trees.taxonomy_splits(hierarchy), "linkage": Z}
 
 
-def add_reference_trees(result, hierarchy):
+def add_reference_trees(result, hierarchy, reference=None):
     """The WPGMA tree of ``d_T`` (linkage and Newick) and the taxonomy's own Newick, into ``result``."""
-    result.linkage["true"] = trees.agglomerate(hierarchy.distances, "wpgma")
-    result.newick["true"] = trees.linkage_newick(result.linkage["true"], hierarchy.names)
+    Z = reference["linkage"] if reference is not None else trees.agglomerate(hierarchy.distances, "wpgma")
+    result.linkage["true"] = Z
+    result.newick["true"] = trees.linkage_newick(Z, hierarchy.names)
     result.newick["taxonomy"] = trees.taxonomy_newick(hierarchy)
 
 
-def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PERM, seed=0, reference=None):
+def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PERM, seed=0, reference=None,
+                           stages=None, label="", known=None):
     """Hierarchical inference of one set of representatives (names without the _W/_proto suffix).
 
     ``reference``: :func:`reference_trees` of the hierarchy (computed here when
     not given).  Also returns the distance matrix and the WPGMA linkage.
+    ``stages``: progress of the stages (:mod:`utils.evaluation.stages`),
+    named after ``label``; ``known``: earlier permutation tests to reuse
+    (:func:`utils.evaluation.representation.pair_correlation`).
     """
-    reference = reference_trees(hierarchy) if reference is None else reference
-    D = rep_m.representative_distances(reps, distance)
+    reference = reference_trees(hierarchy, stages) if reference is None else reference
+    C = hierarchy.n_classes
+    named = (lambda what: f"{what} ({label})") if label else (lambda what: what)
+    with stage(stages, named("distances")):
+        D = rep_m.representative_distances(reps, distance)
     D_T = hierarchy.distances
     out = {}
-    out["corr_mean"], out["corr_mean_p"] = rep_m.corr_mean(D, D_T)
-    out["corr_elem"], out["corr_elem_p"] = rep_m.corr_elem(D, D_T)
+    with stage(stages, named("corr_mean"), total=C, unit="class") as tick:
+        out["corr_mean"], out["corr_mean_p"] = rep_m.corr_mean(D, D_T, tick)
+    with stage(stages, named("permutation test"), total=n_perm, unit="relabelling") as tick:
+        pair = rep_m.pair_correlation(D, D_T, n_perm, seed, hierarchy, tick, known)
+    out["corr_elem"], out["corr_elem_p"] = pair.r, pair.p
     if living:
         keep = np.flatnonzero(hierarchy.living_mask())
         sub_D, sub_T = D[np.ix_(keep, keep)], D_T[np.ix_(keep, keep)]
         out["corr_mean_living"], out["corr_mean_p_living"] = rep_m.corr_mean(sub_D, sub_T)
         out["corr_elem_living"], out["corr_elem_p_living"] = rep_m.corr_elem(sub_D, sub_T)
-    out["corr_perm_p"] = rep_m.corr_perm_p(D, D_T, n_perm=n_perm, seed=seed) if n_perm else None
-    for level in range(hierarchy.n_levels):
-        p1, rp, mapr = rep_m.level_retrieval(D, hierarchy.level_groups(level))
+    out["corr_perm_p"] = pair.perm_p
+    with stage(stages, named("level retrieval"), total=C, unit="class") as tick:
+        levels = rep_m.levels_retrieval(D, [hierarchy.level_groups(level) for level in range(hierarchy.n_levels)], tick)
+    for level, (p1, rp, mapr) in enumerate(levels):
         out[f"p1_{level}"], out[f"rp_{level}"], out[f"mapr_{level}"] = p1, rp, mapr
 
-    splits, Z = trees.tree_splits(D, "wpgma")
+    with stage(stages, named("trees (WPGMA, UPGMA)"), total=2 * max(C - 1, 0), unit="merge") as tick:
+        splits, Z = trees.tree_splits(D, "wpgma", tick)
+        upgma = trees.tree_splits(D, "upgma", lambda done, total: tick(C - 1 + done))[0]
     out["rf"], out["rf_max"], out["rf_norm"] = trees.robinson_foulds(splits, reference["wpgma"])
-    out["rf_upgma"] = trees.robinson_foulds(trees.tree_splits(D, "upgma")[0], reference["upgma"])[2]
+    out["rf_upgma"] = trees.robinson_foulds(upgma, reference["upgma"])[2]
     out["rf_taxonomy"] = trees.robinson_foulds(splits, reference["taxonomy"])[2]
     return {k: _maybe(v) if not isinstance(v, int) else v for k, v in out.items()}, D, Z
 
 
-def add_representation(result, suffix, reps, hierarchy, distance, living, n_perm, seed, reference):
+def add_representation(result, suffix, reps, hierarchy, distance, living, n_perm, seed, reference, stages=None,
+                       known=None):
     """:func:`representation_metrics` of ``reps`` into ``result`` (an :class:`Evaluation` or an inspection):
     the measures as ``<name>_<suffix>``, and the distances, WPGMA linkage and Newick tree under ``suffix``.
     Returns (the measures without the suffix, the distance matrix)."""
-    values, D, Z = representation_metrics(reps, hierarchy, distance, living, n_perm, seed, reference)
+    values, D, Z = representation_metrics(reps, hierarchy, distance, living, n_perm, seed, reference, stages,
+                                          suffix, known)
     result.metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
     result.distances[suffix] = D
     result.linkage[suffix] = Z
@@ -166,8 +186,10 @@ def classification_metrics(scores, labels, hierarchy):
 
 
 # ------------------------------------------------------------ everything
-def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_bytes=16 << 20, workers=None):
-    """All measures of one run from its config, hierarchy and outputs arrays."""
+def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_bytes=16 << 20, workers=None,
+                     stages=None):
+    """All measures of one run from its config, hierarchy and outputs arrays (``stages``: progress, see
+    :mod:`utils.evaluation.stages`)."""
     distance = str(config.get("distance", "euc"))
     beta = float(config.get("beta", 1.0) if config.get("beta") is not None else 1.0)
     labels = outputs["labels"]
@@ -179,19 +201,23 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
     for suffix, key in score_sets:
         if key not in outputs:
             continue
-        values, table, cms = classification_metrics(outputs[key], labels, hierarchy)
+        with stage(stages, f"classification ({suffix})"):
+            values, table, cms = classification_metrics(outputs[key], labels, hierarchy)
         metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
         frames.append(table.assign(scores=suffix))
         confusion.update({f"{suffix}_{k}": v for k, v in cms.items()})
 
     result = Evaluation(metrics, None, confusion, None)
-    reference = reference_trees(hierarchy)
+    reference = reference_trees(hierarchy, stages)
+    known = {}
     for suffix, key in [("W", "representatives"), ("proto", "prototypes")]:
-        add_representation(result, suffix, outputs[key], hierarchy, distance, living, n_perm, seed, reference)
-    add_reference_trees(result, hierarchy)
+        add_representation(result, suffix, outputs[key], hierarchy, distance, living, n_perm, seed, reference,
+                           stages, known)
+    add_reference_trees(result, hierarchy, reference)
 
     sim = hierarchy.similarities(distance, beta)
-    curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
+    with stage(stages, "hs@k retrieval"):
+        curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
     for k in ret_m.HS_REPORTED:
         metrics[f"hs@{k}"] = _maybe(curve[k - 1]) if k <= curve.size else None
     metrics["ahs250"] = _maybe(ret_m.ahs(curve))

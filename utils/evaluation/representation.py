@@ -13,6 +13,9 @@ the hierarchy at hand it is computed from block sums instead (see
 :func:`permuted_corr_elem`), which costs a few matrix products per
 relabelling rather than a pass over all pairs.
 """
+import hashlib
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import sparse, stats
 
@@ -147,12 +150,12 @@ def _pearson_columns(x, y):
     return np.clip(r, -1.0, 1.0)
 
 
-def spearman_columns(a, b):
+def spearman_columns(a, b, progress=None):
     """Spearman correlation and p-value between column i of ``a`` and column i of ``b``, for every i.
 
     Ties get average ranks; a constant column gives NaN.  Works on blocks of
     columns, so a 20,000-column pair of matrices needs little more memory than
-    the matrices themselves.
+    the matrices themselves; ``progress(done, total)`` after each block.
     """
     a = np.asarray(a)
     b = np.asarray(b)
@@ -164,10 +167,12 @@ def spearman_columns(a, b):
         ra = _rank_rows(np.ascontiguousarray(a[:, c0:c1].T))
         rb = _rank_rows(np.ascontiguousarray(b[:, c0:c1].T))
         r[c0:c1] = _pearson_columns(ra.T, rb.T)
+        if progress is not None:
+            progress(c1, m)
     return r, _spearman_pvalue(r, n)
 
 
-def corr_mean(D, D_T):
+def corr_mean(D, D_T, progress=None):
     """``corr_mean``: Fisher-z mean of the per-class Spearman correlations, and ``corr_mean_p``.
 
     For each class i: Spearman between column i of ``D`` and of ``D_T`` (all C
@@ -178,7 +183,7 @@ def corr_mean(D, D_T):
     """
     if np.shape(D)[0] < 3:
         return None, None
-    r, p = spearman_columns(D, D_T)
+    r, p = spearman_columns(D, D_T, progress)
     ok = np.isfinite(r)
     if not ok.any():
         return None, None
@@ -277,22 +282,31 @@ class _PairRanks:
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(np.clip(dot / self.norm, -1.0, 1.0)) if self.norm > 0 else np.nan
 
-    def square(self, tree=False):
-        """The ranks as a symmetric C x C matrix with a zero diagonal (``tree``: the ``D_T`` side)."""
+    def square(self, tree=False, dtype=np.float64, sums=False):
+        """The ranks as a symmetric C x C matrix with a zero diagonal (``tree``: the ``D_T`` side).
+
+        ``sums``: also return the exact row sums of the ranks and of their absolute values (float64).
+        """
         n = self.n_classes
-        out = np.zeros((n, n))
+        out = np.zeros((n, n), dtype=dtype)
+        row_sum, abs_sum = np.zeros(n), np.zeros(n)
         at = 0
         for r0, r1 in _row_blocks(n):
             mask = np.arange(n)[None, :] > np.arange(r0, r1)[:, None]
             size = (r1 - r0) * n - (r1 * (r1 + 1) - r0 * (r0 + 1)) // 2
-            out[r0:r1][mask] = self.tree_pairs(r0, r1) if tree else self.a[at:at + size]
+            values = self.tree_pairs(r0, r1) if tree else self.a[at:at + size]
+            out[r0:r1][mask] = values
+            if sums:  # integers: the float64 sums are exact in any order
+                i, j = np.nonzero(mask)
+                for total, v in ((row_sum, values), (abs_sum, np.abs(values))):
+                    total += np.bincount(i + r0, weights=v, minlength=n) + np.bincount(j, weights=v, minlength=n)
             at += size
         for r0, r1 in _row_blocks(n):  # mirror the upper triangle
             out[r1:, r0:r1] = out[r0:r1, r1:].T
             square = out[r0:r1, r0:r1]
             lower = np.tril_indices(r1 - r0, -1)
             square[lower] = square.T[lower]
-        return out
+        return (out, row_sum, abs_sum) if sums else out
 
 
 def corr_elem(D, D_T):
@@ -320,11 +334,11 @@ FLOP_NS = 0.025  # one floating-point operation of a dense matrix product
 ROW_NS = 1.2  # adding one element of a row of A into a small part's column
 SUM_NS = 2.0  # summing one element of a part's column by the parts of a relabelling
 PAIR_NS = 35.0  # gathering one pair inside an item from A at random positions
-BOUND_PAIR_NS = 0.5  # first pass: a pair inside an item is only bounded; this prices its slack
+MODEL_COLUMNS = 64  # the most columns per relabelling of the first pass of corr_perm_p (_TreeModel)
 
 
 class _TreeBlocks:
-    """The relabelled tree ranks ``F[p_i, p_j]`` as a few block sums (the fast path of the permutation test).
+    """The relabelled tree ranks ``F[p_i, p_j]`` as a few block sums (the exact path of the permutation test).
 
     ``F[x, y]`` = the doubled centred rank of ``d_T(x, y)``.  The classes of the
     tree are split into *items* (:func:`_choose_items`): subtrees of the
@@ -332,26 +346,20 @@ class _TreeBlocks:
     in different items the tree distance is ``len_x + len_y - 2 s`` with ``s``
     the depth at which the two items' paths part, so ``F`` is constant over
     the pairs of two *parts* (the classes of one item with one path length).
-    Since the pair ranks ``A`` of ``D`` sum to zero, ``F`` may be shifted by a
-    constant ``c``, and a relabelled correlation's numerator is
+    A relabelled correlation's numerator is then
 
-        sum_{i<j} A[i, j] F[p_i, p_j] = 1/2 sum_{k, k'} Phi[k, k'] S[k, k'] + sum_inside (F - c) A',
+        sum_{i<j} A[i, j] F[p_i, p_j] = 1/2 sum_{k, k'} Phi[k, k'] S[k, k'] + sum over the pairs inside items,
 
-    ``Phi[k, k'] = F - c`` for parts of different items (0 within an item),
+    ``Phi[k, k'] = F`` for parts of different items (0 within an item),
     ``S[k, k']`` the sum of ``A`` between the positions whose relabelled class
     lies in part k and in part k' (one column ``A v_k`` per part: a dense
     matrix product for a big part, a sum of rows for a small one), and the
-    last sum runs over the pairs inside items, gathered one by one
-    (``gather=True``, ``c = 0``).  With ``gather=False`` that sum is not
-    computed but bounded: ``bound`` is the largest value it can take under
-    any relabelling (the largest |F - c| paired with the largest |A|, the
-    rearrangement inequality; ``c`` chosen to make it smallest).
+    pairs inside items are gathered one by one.
     """
 
-    def __init__(self, hierarchy, ranks, item_of, gather=True):
+    def __init__(self, hierarchy, ranks, item_of):
         C = hierarchy.n_classes
         self.n_classes = C
-        self.gather = gather
         lengths = hierarchy.lengths
         key = item_of * (int(lengths.max()) + 1) + lengths
         _, rep, part_of = np.unique(key, return_index=True, return_inverse=True)
@@ -360,19 +368,9 @@ class _TreeBlocks:
         size = np.bincount(self.part_of).astype(np.float64)
         K = rep.size
         D_T = np.asarray(hierarchy.distances)
-        d_rep = D_T[np.ix_(rep, rep)] - ranks.lo
         cross = part_item[:, None] != part_item[None, :]
-        self.shift = 0.0
-        self.bound = 0.0
-        if gather:
-            self._inside_pairs(item_of, D_T, ranks)
-        else:  # the tree values of the pairs inside items: all pairs' counts less the cross pairs'
-            upper = np.triu(cross, 1)
-            cross_counts = np.bincount(d_rep[upper], weights=np.outer(size, size)[upper], minlength=ranks.counts.size)
-            inside = ranks.counts - np.rint(cross_counts).astype(np.int64)
-            self.bound, self.shift = _rest_bound(ranks.lookup, inside, ranks.n_pairs)
-            self.x = np.zeros(0, dtype=np.int64)
-        phi = np.where(cross, ranks.lookup[d_rep] - self.shift, 0.0)
+        phi = np.where(cross, ranks.lookup[D_T[np.ix_(rep, rep)] - ranks.lo], 0.0)
+        self._inside_pairs(item_of, D_T, ranks)
         dense = 2.0 * C * FLOP_NS * C < size * C * ROW_NS
         self.dense = np.flatnonzero(dense)
         self.rows = np.flatnonzero(~dense)
@@ -406,7 +404,7 @@ class _TreeBlocks:
             self.w = np.zeros(0)
 
     def dots(self, A, perms, progress=None):
-        """The numerator above for every row ``p`` of ``perms`` (the pairs inside items only when gathering)."""
+        """The numerator above for every row ``p`` of ``perms``."""
         C = self.n_classes
         perms = np.asarray(perms)
         out = np.zeros(len(perms))
@@ -440,7 +438,7 @@ class _TreeBlocks:
                         )
                         S = np.add.reduceat((member @ A)[:, order], starts, axis=1)
                         total += 0.5 * float(np.sum(self.phi_rows * S))
-                if self.gather and self.x.size:
+                if self.x.size:
                     q = np.empty(C, dtype=np.int64)
                     q[p] = positions
                     for k0 in range(0, self.x.size, pair_step):
@@ -459,26 +457,31 @@ def _top_abs_rank_sum(m, n):
 
 
 def _rest_bound(values, counts, n_pairs):
-    """``(bound, c)``: the largest ``|sum (v - c) a|`` over ``counts[t]`` pairs of tree value ``values[t]``.
+    """``(bound, c)``: the largest ``|sum (v - c) a|`` over ``counts[t]`` pairs of value ``values[t]``.
 
-    Each pair carries a distinct doubled centred rank ``a`` of ``D``; the sum
-    is largest when the largest ``|v - c|`` meet the largest ``|a|``.  Ties in
-    ``D`` only shrink the largest ``|a|`` (their ranks are averaged), so the
-    ranks without ties give a bound that always holds.  ``c`` minimises it.
+    Each pair carries a distinct doubled centred rank ``a`` of ``D`` (whatever
+    the relabelling); the sum is largest when the largest ``|v - c|`` meet the
+    largest ``|a|`` (the rearrangement inequality).  Ties in ``D`` only shrink
+    the largest ``|a|`` (tied ranks are averaged), so the ranks without ties
+    give a bound that always holds.  The pair ranks sum to zero, so any shift
+    ``c`` may be taken out; ``c`` is 0 or the count-weighted median of ``v``,
+    whichever bounds tighter.
     """
     present = counts > 0
     if not present.any():
         return 0.0, 0.0
-    v, n = values[present], counts[present].astype(np.float64)
+    v, n = np.asarray(values, dtype=np.float64)[present], np.asarray(counts)[present].astype(np.float64)
+    order = np.argsort(v, kind="stable")
+    median = v[order][np.searchsorted(np.cumsum(n[order]), n.sum() / 2.0)]
     best = (np.inf, 0.0)
-    for c in np.unique(v):
+    for c in (0.0, float(median)):
         u = np.abs(v - c)
         order = np.argsort(-u, kind="stable")
         edges = np.concatenate([[0.0], np.cumsum(n[order])])
         slabs = _top_abs_rank_sum(edges[1:], n_pairs) - _top_abs_rank_sum(edges[:-1], n_pairs)
         bound = float(np.dot(u[order], slabs))
         if bound < best[0]:
-            best = (bound, float(c))
+            best = (bound, c)
     return best[0] * (1.0 + 1e-9), best[1]
 
 
@@ -552,6 +555,162 @@ def _choose_items(hierarchy, pair_ns=PAIR_NS):
     return item_of
 
 
+def _pair_cells(hierarchy):
+    """Every kind of class pair: lengths ``a``, ``b``, shared path depth ``s`` and the number of such pairs.
+
+    Counted from the classes per group and length at every level (no pair is
+    visited): the pairs of distinct classes of lengths a and b in one group
+    at level s - 1, less those in one group at level s; each unordered pair
+    once, with ``a <= b``.
+    """
+    L = hierarchy.n_levels
+    width = L + 1
+    lengths = hierarchy.lengths
+    n = np.bincount(lengths, minlength=width).astype(np.float64)
+    sharing = [np.outer(n, n) - np.diag(n)]  # sharing[s]: ordered pairs sharing at least s path elements
+    for level in range(L):
+        groups = hierarchy.level_groups(level)
+        G = hierarchy.n_groups(level)
+        N = np.bincount(groups * width + lengths, minlength=G * width).reshape(G, width).astype(np.float64)
+        sharing.append(N.T @ N - np.diag(N.sum(axis=0)))
+    sharing.append(np.zeros((width, width)))
+    a, b, s, count = [], [], [], []
+    for depth in range(L + 1):
+        exactly = np.triu(sharing[depth] - sharing[depth + 1])
+        exactly[np.diag_indices(width)] /= 2.0  # pairs of equal lengths were counted in both orders
+        i, j = np.nonzero(exactly > 0.25)
+        a.append(i), b.append(j), s.append(np.full(i.size, depth)), count.append(exactly[i, j])
+    return tuple(np.concatenate(x) for x in (a, b, s, count))
+
+
+class _TreeModel:
+    """The first pass of :func:`corr_perm_p`: the tree ranks ``F`` as a model that is cheap to relabel, plus a bound.
+
+    ``M(x, y) = g(a) + g(b) + sum_{l <= level} [s > l] (delta_l + g_l(a) + g_l(b))`` with ``a``, ``b`` the
+    path lengths of x and y and ``s`` their shared depth, fitted to ``F`` by
+    least squares over all pairs.  Under a relabelling ``p`` its sum is exact
+    and costs one column per group of ``level`` (a matrix product):
+
+        sum_{i<j} A[i, j] M[p_i, p_j] = sum_i g(len p_i) r_i + sum_l sum_i (delta_l / 2 + g_l(len p_i)) y_l[i],
+
+    ``r`` the row sums of ``A`` and ``y_l[i]`` the sum of row i of ``A`` over
+    the positions whose relabelled class shares class p_i's group at level l.
+    The rest, ``sum (F - M) A'``, is at most ``bound`` in absolute value
+    (:func:`_rest_bound`), whatever the relabelling.  The products run in
+    float32 with their worst-case rounding added to the bound.
+    """
+
+    def __init__(self, hierarchy, ranks, level, cells):
+        self.level = level
+        L = hierarchy.n_levels
+        width = L + 1
+        a, b, s, count = cells
+        F = ranks.lookup[a + b - 2 * s - ranks.lo]
+        one_hot = np.eye(width)
+        lengths_of = one_hot[a] + one_hot[b]
+        features = [lengths_of]
+        for l in range(level + 1):
+            deeper = (s > l)[:, None].astype(np.float64)
+            features += [deeper, deeper * lengths_of]
+        X = np.concatenate(features, axis=1)
+        w = np.sqrt(count)
+        coef = np.linalg.lstsq(X * w[:, None], F * w, rcond=None)[0]
+        self.bound = _rest_bound(F - X @ coef, np.rint(count).astype(np.int64), ranks.n_pairs)[0]
+        self.g = coef[:width]
+        self.delta = [coef[width + l * (width + 1)] for l in range(level + 1)]
+        self.g_level = [coef[width + l * (width + 1) + 1:width + (l + 1) * (width + 1)] for l in range(level + 1)]
+        self.lengths = hierarchy.lengths
+        self.n_classes = hierarchy.n_classes
+        if level < 0:
+            self.n_columns = 0
+            return
+        # columns: the groups at `level` with two or more classes (one matrix-product column each) and the
+        # single classes there whose top-level group holds others (a row of A each)
+        groups = hierarchy.level_groups(level)
+        size = np.bincount(groups)
+        top = hierarchy.level_groups(0)
+        partnered = np.bincount(top)[top] >= 2
+        wanted = (size[groups] >= 2) | partnered
+        keys, first, column_of = np.unique(np.where(wanted, groups, -1), return_index=True, return_inverse=True)
+        column_of = column_of.reshape(-1) - (1 if keys[0] == -1 else 0)  # -1: no column
+        column_of[~wanted] = -1
+        rep = first[keys >= 0]
+        self.column_of = column_of
+        self.dense = size[groups[rep]] >= 2
+        self.dense_index = np.cumsum(self.dense) - 1
+        self.single_class = np.where(self.dense, -1, rep)
+        self.n_columns = rep.size
+        # for every level l <= level: the level-l group (among those with two or more classes) of each column
+        self.member = []
+        for l in range(level + 1):
+            g = hierarchy.level_groups(l)
+            big = np.bincount(g) >= 2
+            index = np.cumsum(big) - 1
+            of_column = np.where(big[g[rep]], index[g[rep]], -1)
+            P = np.zeros((rep.size, int(big.sum())))
+            P[np.flatnonzero(of_column >= 0), of_column[of_column >= 0]] = 1.0
+            self.member.append((P, np.where(big[g], index[g], -1)))
+
+    def first_pass(self, A32, row_sum, abs_sum, perms, progress=None):
+        """``(sums, slack)``: the model's relabelled sum for every permutation, and a bound on its rounding."""
+        C = self.n_classes
+        perms = np.asarray(perms)
+        out = np.zeros(len(perms))
+        rounding = np.zeros(len(perms))
+        unit = 2.0**-24
+        gamma = C * unit / (1.0 - C * unit)
+        per_entry = 2.0 * unit + gamma * (1.0 + unit)  # |error| <= per_entry * sum_j |A_ij| per column entry
+        n_dense = int(self.dense.sum()) if self.n_columns else 0
+        batch = max(1, (32 << 20) // max(1, 4 * C * max(n_dense, 1)))
+        for b0 in range(0, len(perms), batch):
+            chunk = perms[b0:b0 + batch]
+            if n_dense:
+                column = self.column_of[chunk]
+                V = np.zeros((C, len(chunk) * n_dense), dtype=np.float32)
+                for b in range(len(chunk)):
+                    at = np.flatnonzero(column[b] >= 0)
+                    at = at[self.dense[column[b, at]]]
+                    V[at, b * n_dense + self.dense_index[column[b, at]]] = 1.0
+                Y_all = A32 @ V
+            for b, p in enumerate(chunk):
+                length = self.lengths[p]
+                total = float(np.dot(self.g[length], row_sum))
+                slack = 0.0
+                if self.n_columns:
+                    q = np.empty(C, dtype=np.int64)
+                    q[p] = np.arange(C)
+                    Y = np.zeros((C, self.n_columns))
+                    if n_dense:
+                        Y[:, self.dense] = Y_all[:, b * n_dense:(b + 1) * n_dense]
+                    singles = np.flatnonzero(~self.dense)
+                    if singles.size:
+                        Y[:, singles] = A32[q[self.single_class[singles]]].T
+                    for l, (P, group_of) in enumerate(self.member):
+                        group = group_of[p]
+                        at = np.flatnonzero(group >= 0)
+                        y = (Y[at] @ P)[np.arange(at.size), group[at]]
+                        weight = self.delta[l] / 2.0 + self.g_level[l][length[at]]
+                        total += float(np.dot(weight, y))
+                        slack += float(np.dot(np.abs(weight), abs_sum[at]))
+                out[b0 + b] = total
+                rounding[b0 + b] = per_entry * slack * (1.0 + 1e-6)
+            if progress is not None:
+                progress(min(b0 + batch, len(perms)), len(perms))
+        return out, rounding
+
+
+def _first_pass_model(hierarchy, ranks, observed):
+    """The cheapest :class:`_TreeModel` whose bound is below half the observed correlation; None if none is."""
+    cells = _pair_cells(hierarchy)
+    for level in range(-1, hierarchy.n_levels):
+        if level >= 0 and int((np.bincount(hierarchy.level_groups(level)) >= 2).sum()) > MODEL_COLUMNS:
+            return None
+        model = _TreeModel(hierarchy, ranks, level, cells)
+        if model.bound / ranks.norm < abs(observed) / 2.0:
+            return model
+    return None
+
+
 def permuted_corr_elem(D, D_T, perms, hierarchy=None, progress=None):
     """``corr_elem`` of ``D`` against ``D_T[p][:, p]`` for every permutation ``p`` (row of ``perms``).
 
@@ -592,33 +751,70 @@ def corr_perm_p(D, D_T, n_perm=999, seed=0, hierarchy=None, progress=None):
     rows and columns of ``D_T``).  ``None`` when ``corr_elem`` is undefined.
 
     ``hierarchy``: the hierarchy of ``D_T``.  With it, a first pass computes
-    each relabelled correlation up to the pairs inside coarse subtrees, with
-    a bound on those (:class:`_TreeBlocks`); only the relabellings it cannot
-    place on one side of the observed value are computed exactly.  The count
-    is the same as with every correlation computed (a margin of 1e-9 covers
-    rounding).  ``progress(done, total)`` is called now and then.
+    each relabelled correlation of a model of the tree ranks, with a bound on
+    the rest (:class:`_TreeModel`); only the relabellings it cannot place on
+    one side of the observed value are computed exactly (:class:`_TreeBlocks`).
+    The count is the same as with every correlation computed (a margin of
+    1e-9 covers rounding).  ``progress(done, total)`` is called now and then.
+    """
+    return pair_correlation(D, D_T, n_perm, seed, hierarchy, progress).perm_p
+
+
+@dataclass
+class PairCorrelation:
+    """``corr_elem``, its p-value and ``corr_perm_p`` of one distance matrix, from one ranking of its pairs."""
+
+    r: float  # corr_elem (None: undefined)
+    p: float  # corr_elem_p
+    perm_p: float  # corr_perm_p (None: undefined or not computed)
+    fingerprint: str  # digest of the pair ranks: equal digests, equal correlations and p-values
+
+
+def pair_correlation(D, D_T, n_perm=999, seed=0, hierarchy=None, progress=None, known=None):
+    """:func:`corr_elem` and :func:`corr_perm_p` (``n_perm = 0``: not computed) from one ranking of the pairs.
+
+    ``known``: a dict from :attr:`PairCorrelation.fingerprint` and the test's
+    ``(n_perm, seed)`` to an earlier ``corr_perm_p``; a distance matrix whose
+    pairs rank the same (the angle against the chord, say) reuses it, and new
+    results are added to it.
     """
     if np.shape(D)[0] < 3:
-        return None
+        return PairCorrelation(None, None, None, "")
     ranks = _PairRanks(D, D_T)
-    observed = _none_if_nan(ranks.correlation())
-    if observed is None:
-        return None
+    digest = hashlib.blake2b(digest_size=16)
+    for k0 in range(0, ranks.a.size, BLOCK_BYTES // 8):
+        digest.update(ranks.a[k0:k0 + BLOCK_BYTES // 8].tobytes())
+    fingerprint = digest.hexdigest()
+    r = ranks.correlation()
+    observed, p = _none_if_nan(r), _none_if_nan(_spearman_pvalue(r, ranks.n_pairs))
+    key = (fingerprint, n_perm, seed)
+    if observed is None or not n_perm:
+        return PairCorrelation(observed, p, None, fingerprint)
+    if known is not None and key in known:
+        return PairCorrelation(observed, p, known[key], fingerprint)
     perms = class_permutations(np.shape(D)[0], n_perm, seed)
-    A = ranks.square()
-    ranks.a = None
     threshold = observed - 1e-12  # tolerance: equal correlations count as >=
     count = 0
+    model = None
     if hierarchy is not None and ranks.lookup is not None:
-        coarse = _TreeBlocks(hierarchy, ranks, _choose_items(hierarchy, BOUND_PAIR_NS), gather=False)
-        first = coarse.dots(A, perms, progress) / ranks.norm
-        margin = coarse.bound / ranks.norm + 1e-9
+        model = _first_pass_model(hierarchy, ranks, observed)
+    if model is not None:
+        A32, row_sum, abs_sum = ranks.square(dtype=np.float32, sums=True)
+        first, rounding = model.first_pass(A32, row_sum, abs_sum, perms, progress)
+        del A32
+        margin = (model.bound + rounding) / ranks.norm + 1e-9
+        first /= ranks.norm
         count += int(np.sum(first - margin >= threshold))
         perms = perms[(first + margin >= threshold) & (first - margin < threshold)]
     if len(perms):
+        A = ranks.square()
+        ranks.a = None
         null = _exact_dots(A, ranks, perms, hierarchy, progress) / ranks.norm
         count += int(np.sum(null >= threshold))
-    return (1 + count) / (n_perm + 1)
+    perm_p = (1 + count) / (n_perm + 1)
+    if known is not None:
+        known[key] = perm_p
+    return PairCorrelation(observed, p, perm_p, fingerprint)
 
 
 # ------------------------------------------------------ level retrieval
@@ -645,11 +841,12 @@ def level_retrieval(D, groups):
     return levels_retrieval(D, [groups])[0]
 
 
-def levels_retrieval(D, level_groups):
+def levels_retrieval(D, level_groups, progress=None):
     """:func:`level_retrieval` at several levels at once: one neighbour order per class serves them all.
 
     Works on blocks of rows of ``D``; per level only the first R neighbours
-    of a query are read.  Returns a list of ``(p1, rp, mapr)``.
+    of a query are read.  Returns a list of ``(p1, rp, mapr)``;
+    ``progress(done, total)`` after each block of rows.
     """
     D = np.asarray(D)
     C = D.shape[0]
@@ -661,6 +858,8 @@ def levels_retrieval(D, level_groups):
     for r0 in range(0, C, step):
         r1 = min(C, r0 + step)
         rows = np.arange(r0, r1)
+        if progress is not None:
+            progress(r0, C)
         if not any((R[r0:r1] >= 1).any() for R in wanted):
             continue
         d = np.array(D[r0:r1], dtype=np.float64)
