@@ -737,7 +737,7 @@ def _exact_dots(A, ranks, perms, hierarchy, progress):
     for k, p in enumerate(perms):
         for r0 in range(0, ranks.n_classes, step):
             r1 = r0 + step
-            dots[k] += np.vdot(A[r0:r1], B[p[r0:r1]][:, p])
+            dots[k] += np.vdot(A[r0:r1], B.take(p[r0:r1], axis=0).take(p, axis=1))
         if progress is not None:
             progress(k + 1, len(perms))
     return dots / 2.0  # both triangles
