@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils import trees  # noqa: E402
 from utils.hierarchy import Hierarchy  # noqa: E402
 from utils.evaluation.representation import representative_distances  # noqa: E402
+from tests.test_representation import ragged_taxonomy  # noqa: E402
 
 H6_PATHS = [["A", "a1", "x"], ["A", "a1", "y"], ["A", "a2"], ["A", "a2", "z"], ["B", "u"], ["B", "v"]]
 
@@ -274,24 +275,10 @@ def _agglomerate_by_full_scan(D, method="wpgma"):
     return Z
 
 
-def _ragged_taxonomy(rng, n, depth=6, branching=3):
-    """Random paths of 1..depth levels under few branches: tree distances full of ties, ancestor classes."""
-    paths, seen = [], set()
-    while len(paths) < n:
-        path = [f"L{k}_{rng.integers(0, branching)}" for k in range(rng.integers(1, depth + 1))]
-        if rng.random() < 0.8:
-            path.append(f"c{len(paths)}")
-        if tuple(path) not in seen:
-            seen.add(tuple(path))
-            paths.append(path)
-    return Hierarchy([str(i) for i in range(n)], paths)
-
-
 @pytest.mark.parametrize("method", ["wpgma", "upgma"])
 @pytest.mark.parametrize("n", [3, 17, 120, 1000])
 def test_agglomerate_equals_the_full_scan_on_tree_distances(method, n):
-    rng = np.random.default_rng(n)
-    h = _ragged_taxonomy(rng, n)
+    h = ragged_taxonomy(n, seed=n)
     ours = trees.agglomerate(h.distances, method)
     assert np.array_equal(ours, _agglomerate_by_full_scan(h.distances, method))  # bit for bit, ties and all
     assert trees.linkage_splits(ours) == trees.bipartitions(trees.linkage_clusters(ours))
@@ -335,8 +322,7 @@ def test_agglomerate_reports_progress_and_rejects_a_non_square_matrix():
 
 
 def test_taxonomy_splits_equal_the_cluster_matrix_on_ragged_taxonomies():
-    rng = np.random.default_rng(8)
     for n in (2, 3, 4, 60, 300):
-        h = _ragged_taxonomy(rng, n)
+        h = ragged_taxonomy(n, seed=8)
         assert trees.taxonomy_splits(h) == trees.bipartitions(trees.taxonomy_clusters(h))
         assert trees.taxonomy_splits(h, chunk=1) == trees.taxonomy_splits(h)  # one group per chunk
