@@ -73,7 +73,7 @@ def check_arguments(parser, args):
 @dataclass
 class Inspection:
     metrics: dict  # flat name -> value: n_classes, dim, then <measure>_euc, then <measure>_arccos
-    distances: dict = field(default_factory=dict)  # "euc", "arccos" -> C x C distances of the normalised vectors
+    distances: dict = field(default_factory=dict)  # "euc", "arccos" -> C x C distances of the normalised vectors (float32)
     linkage: dict = field(default_factory=dict)  # "euc", "arccos", "true" -> WPGMA linkage matrix
     newick: dict = field(default_factory=dict)  # "euc", "arccos", "true", "taxonomy" -> Newick text
 
@@ -102,7 +102,8 @@ def write_results(out, result, hierarchy, source, plots=True, stages=None):
     with stage(stages, "files"):
         record.write_metrics(path(record.METRICS_JSON), path(record.METRICS_CSV), result.metrics)
         write_json(path(SOURCE_JSON), source)
-        write_npz(path(DISTANCES_NPZ), d_T=hierarchy.distances, **result.distances)
+        d_T = hierarchy.distances.astype(np.int16 if 2 * hierarchy.n_levels < 2**15 else np.int64)
+        write_npz(path(DISTANCES_NPZ), d_T=d_T, **result.distances)
         for kind, text in result.newick.items():
             write_text(path(f"tree_{kind}.nwk"), text)
     if not plots or hierarchy.n_classes < 2:

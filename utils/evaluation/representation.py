@@ -78,22 +78,32 @@ def _average_ranks_rows(M):
     return ranks
 
 
-def _average_ranks(x):
+def _average_ranks(x, order=None):
     """Average ranks of a 1-D float64 array, written into the array itself (as ``scipy.stats.rankdata``).
 
     Works through the sorted order a chunk at a time, so it needs the array,
-    its argsort and one byte per element.
+    its argsort and one byte per element.  ``order``: an argsort of an earlier
+    array that may sort this one too (the angle's pairs in the chord's order);
+    it is checked, and replaced by a new argsort when it does not sort ``x``.
+    Returns ``(x, order)``.
     """
     n = x.size
-    order = np.argsort(x)
-    starts = np.empty(n, dtype=bool)
     step = max(1, BLOCK_BYTES // 32)
-    previous = None
-    for k0 in range(0, n, step):
-        v = x[order[k0:k0 + step]]
-        starts[k0] = previous is None or v[0] != previous
-        starts[k0 + 1:k0 + v.size] = v[1:] != v[:-1]
-        previous = v[-1]
+    starts = np.empty(n, dtype=bool)  # sorted position k begins a run of equal values
+    for attempt in range(2):
+        if order is None or order.size != n:
+            order = np.argsort(x)
+        previous = None
+        for k0 in range(0, n, step):
+            v = x[order[k0:k0 + step]]
+            if attempt == 0 and (np.any(v[1:] < v[:-1]) or (previous is not None and v[0] < previous)):
+                order = None  # not sorted by the given order: sort
+                break
+            starts[k0] = previous is None or v[0] != previous
+            starts[k0 + 1:k0 + v.size] = v[1:] != v[:-1]
+            previous = v[-1]
+        if order is not None:
+            break
     carry = 0
     for k0 in range(0, n, step):  # the first position of each run, forwards; into x (no longer needed)
         k1 = min(n, k0 + step)
@@ -110,7 +120,7 @@ def _average_ranks(x):
         at = order[k0:k1]
         x[at] = (x[at] + stop + 1) / 2.0
         carry = stop[0]
-    return x
+    return x, order
 
 
 def _integer_rank_rows(M):
@@ -228,11 +238,11 @@ class _PairRanks:
     of the ranks is ``<a, b> / (|a| |b|)``.
     """
 
-    def __init__(self, D, D_T):
+    def __init__(self, D, D_T, order=None):
         n = np.shape(D)[0]
         self.n_classes = n
         self.n_pairs = n * (n - 1) // 2
-        self.a = _average_ranks(_condensed(D))
+        self.a, self.order = _average_ranks(_condensed(D), order)
         self.a *= 2.0
         self.a -= self.n_pairs + 1
         D_T = np.asarray(D_T)
@@ -248,7 +258,7 @@ class _PairRanks:
             self.lookup = 2.0 * ranks - (self.n_pairs + 1)
             self.b_norm2 = float(np.dot(counts, self.lookup**2))
         else:
-            self.b = _average_ranks(_condensed(D_T))
+            self.b = _average_ranks(_condensed(D_T))[0]
             self.b *= 2.0
             self.b -= self.n_pairs + 1
             self.b_norm2 = float(np.dot(self.b, self.b))
@@ -699,16 +709,22 @@ class _TreeModel:
         return out, rounding
 
 
-def _first_pass_model(hierarchy, ranks, observed):
-    """The cheapest :class:`_TreeModel` whose bound is below half the observed correlation; None if none is."""
+def _first_pass_models(hierarchy, ranks, observed):
+    """The :class:`_TreeModel` passes worth running, cheapest first: those whose bound is below ``|observed|``.
+
+    A relabelling is decided once ``|model sum - observed| > bound``; the null
+    correlations lie near 0, so a bound below ``|observed|`` decides most of
+    them, and each further (finer, dearer) pass runs on the rest only.
+    """
     cells = _pair_cells(hierarchy)
+    models = []
     for level in range(-1, hierarchy.n_levels):
         if level >= 0 and int((np.bincount(hierarchy.level_groups(level)) >= 2).sum()) > MODEL_COLUMNS:
-            return None
+            break
         model = _TreeModel(hierarchy, ranks, level, cells)
-        if model.bound / ranks.norm < abs(observed) / 2.0:
-            return model
-    return None
+        if model.bound / ranks.norm < abs(observed) and (not models or model.bound < models[-1].bound):
+            models.append(model)
+    return models
 
 
 def permuted_corr_elem(D, D_T, perms, hierarchy=None, progress=None):
@@ -750,10 +766,11 @@ def corr_perm_p(D, D_T, n_perm=999, seed=0, hierarchy=None, progress=None):
     with the relabellings of :func:`class_permutations` (same permutation on
     rows and columns of ``D_T``).  ``None`` when ``corr_elem`` is undefined.
 
-    ``hierarchy``: the hierarchy of ``D_T``.  With it, a first pass computes
+    ``hierarchy``: the hierarchy of ``D_T``.  With it, first passes compute
     each relabelled correlation of a model of the tree ranks, with a bound on
-    the rest (:class:`_TreeModel`); only the relabellings it cannot place on
-    one side of the observed value are computed exactly (:class:`_TreeBlocks`).
+    the rest (:class:`_TreeModel`, :func:`_first_pass_models`); only the
+    relabellings they cannot place on one side of the observed value are
+    computed exactly (:class:`_TreeBlocks`).
     The count is the same as with every correlation computed (a margin of
     1e-9 covers rounding).  ``progress(done, total)`` is called now and then.
     """
@@ -776,11 +793,15 @@ def pair_correlation(D, D_T, n_perm=999, seed=0, hierarchy=None, progress=None, 
     ``known``: a dict from :attr:`PairCorrelation.fingerprint` and the test's
     ``(n_perm, seed)`` to an earlier ``corr_perm_p``; a distance matrix whose
     pairs rank the same (the angle against the chord, say) reuses it, and new
-    results are added to it.
+    results are added to it.  It also keeps the last sort order of the pairs,
+    which spares sorting again when it sorts the next matrix's pairs too.
     """
     if np.shape(D)[0] < 3:
         return PairCorrelation(None, None, None, "")
-    ranks = _PairRanks(D, D_T)
+    ranks = _PairRanks(D, D_T, None if known is None else known.get("order"))
+    if known is not None:
+        known["order"] = ranks.order  # the next distance's pairs are likely sorted by it too
+    ranks.order = None
     digest = hashlib.blake2b(digest_size=16)
     for k0 in range(0, ranks.a.size, BLOCK_BYTES // 8):
         digest.update(ranks.a[k0:k0 + BLOCK_BYTES // 8].tobytes())
@@ -795,17 +816,20 @@ def pair_correlation(D, D_T, n_perm=999, seed=0, hierarchy=None, progress=None, 
     perms = class_permutations(np.shape(D)[0], n_perm, seed)
     threshold = observed - 1e-12  # tolerance: equal correlations count as >=
     count = 0
-    model = None
+    models = []
     if hierarchy is not None and ranks.lookup is not None:
-        model = _first_pass_model(hierarchy, ranks, observed)
-    if model is not None:
+        models = _first_pass_models(hierarchy, ranks, observed)
+    if models:
         A32, row_sum, abs_sum = ranks.square(dtype=np.float32, sums=True)
-        first, rounding = model.first_pass(A32, row_sum, abs_sum, perms, progress)
+        for model in models:
+            first, rounding = model.first_pass(A32, row_sum, abs_sum, perms, progress)
+            margin = (model.bound + rounding) / ranks.norm + 1e-9
+            first /= ranks.norm
+            count += int(np.sum(first - margin >= threshold))
+            perms = perms[(first + margin >= threshold) & (first - margin < threshold)]
+            if not len(perms):
+                break
         del A32
-        margin = (model.bound + rounding) / ranks.norm + 1e-9
-        first /= ranks.norm
-        count += int(np.sum(first - margin >= threshold))
-        perms = perms[(first + margin >= threshold) & (first - margin < threshold)]
     if len(perms):
         A = ranks.square()
         ranks.a = None
