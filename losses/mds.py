@@ -5,34 +5,93 @@ Fit ``C`` unit vectors whose pairwise distances (chord for ``euc``, angle for
 ``|T(D_T) - D_W|_F / |T(D_T)|_F`` with Adam (lr 1e-3, 1000 full-batch steps)
 from normalised Gaussian vectors.  The result is frozen during training; this is
 the only option that uses the hierarchy in training.
+
+Above :data:`BLOCK_CLASSES` classes the stress and its gradient are summed
+over blocks of rows of ``D_W`` (the same sum, without the C x C buffers of
+automatic differentiation: 10,000 classes would need some 4 GB of them), and
+the steps run on the training device.
 """
 import torch
 
-from losses.distances import normalize, pairwise_distances
+from losses.distances import distance_from_cos, normalize, pairwise_distances
+
+MDS_STEPS = 1000  # full-batch Adam steps (the paper's)
+BLOCK_CLASSES = 2048  # above this, blocks of rows
+BLOCK_BYTES = 16 << 20  # one block of rows of D_W (float32)
+
+
+def mds_distances(V, distance, rows=None):
+    """``D_W``: distances between the L2-normalised rows of ``V``, the diagonal exactly 0
+    (:func:`losses.distances.pairwise_distances`); ``rows`` (a slice): only those rows, against all."""
+    if rows is None:
+        return pairwise_distances(V, distance)
+    U = normalize(V)
+    d = distance_from_cos(U[rows] @ U.T, distance)
+    mask = torch.ones_like(d)
+    mask[torch.arange(d.shape[0], device=d.device), torch.arange(rows.start, rows.stop, device=d.device)] = 0.0
+    return d * mask
+
+
+def _row_blocks(n):
+    step = max(1, BLOCK_BYTES // (4 * max(n, 1))) if n > BLOCK_CLASSES else n
+    return [slice(r0, min(n, r0 + step)) for r0 in range(0, n, step)]
 
 
 def stress(target, W, distance):
     """Normalised stress between target distances and the distances of ``W``'s rows."""
-    return torch.linalg.norm(target - pairwise_distances(W, distance)) / torch.linalg.norm(target)
+    if len(W) <= BLOCK_CLASSES:
+        return torch.linalg.norm(target - mds_distances(W, distance)) / torch.linalg.norm(target)
+    with torch.no_grad():
+        squares = sum(torch.sum((target[rows] - mds_distances(W, distance, rows)) ** 2).double()
+                      for rows in _row_blocks(len(W)))
+    return torch.sqrt(squares) / torch.linalg.norm(target.double())
 
 
-def fit_mds(target, dim=128, distance="euc", steps=1000, lr=1e-3, generator=None):
-    """Return ``(W, initial_stress, final_stress)``; ``W`` is [C, dim] with unit rows.
+def _stress_backward(target, V, distance, target_norm):
+    """The stress of ``V``, with its gradient accumulated into ``V.grad`` one block of rows at a time.
 
-    ``target``: [C, C] target distances ``T(d_T)`` (numpy or torch).
+    ``stress = sqrt(S) / |T|`` with ``S`` the sum over blocks of squared
+    residuals, so its gradient is the sum of the blocks' gradients of ``S``
+    times ``1 / (2 sqrt(S) |T|)``.
     """
-    target = torch.as_tensor(target, dtype=torch.float32)
+    total = torch.zeros((), dtype=torch.float64, device=V.device)
+    for rows in _row_blocks(len(V)):
+        part = torch.sum((target[rows] - mds_distances(V, distance, rows)) ** 2)
+        part.backward()
+        total += part.detach().double()
+    value = torch.sqrt(total) / target_norm
+    V.grad.mul_(float(1.0 / (2.0 * torch.sqrt(total) * target_norm)))
+    return value
+
+
+def fit_mds(target, dim=128, distance="euc", steps=MDS_STEPS, lr=1e-3, generator=None, device=None, progress=None):
+    """Return ``(W, initial_stress, final_stress)``; ``W`` is [C, dim] with unit rows (on the CPU).
+
+    ``target``: [C, C] target distances ``T(d_T)`` (numpy or torch).  The
+    initial vectors are drawn on the CPU from ``generator`` and the steps run
+    on ``device`` (default: the CPU); ``progress(step, steps)`` after each step.
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    target = torch.as_tensor(target, dtype=torch.float32).to(device)
     V = torch.randn(len(target), dim, generator=generator)
-    V = normalize(V).requires_grad_(True)
+    V = normalize(V).to(device).requires_grad_(True)
     opt = torch.optim.Adam([V], lr=lr)
+    blocked = len(target) > BLOCK_CLASSES
+    target_norm = torch.linalg.norm(target.double())
     with torch.no_grad():
         initial = float(stress(target, V, distance))
-    for _ in range(steps):
+    for step in range(steps):
         opt.zero_grad()
-        loss = stress(target, V, distance)
-        loss.backward()
+        if blocked:
+            V.grad = torch.zeros_like(V)
+            _stress_backward(target, V, distance, target_norm)
+        else:
+            loss = stress(target, V, distance)
+            loss.backward()
         opt.step()
-    W = normalize(V.detach())
+        if progress is not None:
+            progress(step + 1, steps)
+    W = normalize(V.detach()).cpu()
     with torch.no_grad():
-        final = float(stress(target, W, distance))
+        final = float(stress(target.cpu(), W, distance))
     return W, initial, final

@@ -3,6 +3,7 @@ import os
 import resource
 
 import numpy as np
+import pytest
 
 import evaluate
 from utils.hierarchy import Hierarchy
@@ -45,3 +46,41 @@ def test_every_stage_is_one_line_of_the_log(tmp_path):
     assert stages == (["reference trees (WPGMA, UPGMA of d_T)"] + [f"{s} (euc)" for s in per_distance]
                       + [f"{s} (arccos)" for s in per_distance] + ["files"])
     assert all(line.endswith(" s") for line in lines)
+
+
+def test_top_k_and_softmax_confidence_in_row_blocks(monkeypatch):
+    from utils.evaluation import classification as cls_m
+
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 6, size=(500, 40)).astype(np.float32)  # ties at the k-th value
+    top, confidence = cls_m.topk(scores, 5), cls_m.max_softmax(scores)
+    monkeypatch.setattr(cls_m, "BLOCK_BYTES", 8 * 40 * 7)  # seven rows per block
+    np.testing.assert_array_equal(cls_m.topk(scores, 5), top)
+    np.testing.assert_array_equal(cls_m.max_softmax(scores), confidence)
+    order = np.lexsort((np.arange(40)[None, :].repeat(500, 0), -scores), axis=1)  # by score, then index
+    np.testing.assert_array_equal(top, order[:, :5])
+
+
+def test_mds_in_blocks_of_rows_is_the_same_fit(monkeypatch):
+    import torch
+
+    from losses import mds
+
+    rng = np.random.default_rng(4)
+    target = rng.random((90, 90))
+    target = np.sqrt(2.0) * (target + target.T) / 2
+    np.fill_diagonal(target, 0.0)
+    V = torch.randn(90, 8, generator=torch.Generator().manual_seed(2))
+    whole = mds.fit_mds(target, 8, "euc", steps=40, lr=1e-2, generator=torch.Generator().manual_seed(5))
+    full = mds.mds_distances(V, "arccos")
+    monkeypatch.setattr(mds, "BLOCK_CLASSES", 10)
+    monkeypatch.setattr(mds, "BLOCK_BYTES", 4 * 90 * 13)  # 13 rows per block, the last one shorter
+    blocks = torch.cat([mds.mds_distances(V, "arccos", rows) for rows in mds._row_blocks(90)])
+    assert len(mds._row_blocks(90)) == 7 and torch.equal(full, blocks)
+    steps = []
+    blocked = mds.fit_mds(target, 8, "euc", steps=40, lr=1e-2, generator=torch.Generator().manual_seed(5),
+                          progress=lambda done, total: steps.append((done, total)))
+    assert steps[-1] == (40, 40)
+    torch.testing.assert_close(blocked[0], whole[0], atol=1e-4, rtol=0)  # float32 sums in another order
+    assert blocked[1] == pytest.approx(whole[1], rel=1e-6) and blocked[2] == pytest.approx(whole[2], rel=1e-5)
+    assert blocked[2] < 0.5 * blocked[1]  # it fits

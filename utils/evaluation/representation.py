@@ -68,12 +68,15 @@ def _average_ranks_rows(M):
     starts = np.ones((b, n), dtype=bool)  # sorted position k begins a run of equal values
     starts[:, 1:] = s[:, 1:] != s[:, :-1]
     del s
+    ranks = np.empty((b, n))
+    if starts.all():  # no ties: the ranks are the inverse permutation
+        np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1.0, n + 1.0), (b, n)), axis=1)
+        return ranks
     pos = np.arange(n)
     first = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)  # the run's first position
     ends = np.ones((b, n), dtype=bool)
     ends[:, :-1] = starts[:, 1:]
     stop = np.minimum.accumulate(np.where(ends, pos + 1, n)[:, ::-1], axis=1)[:, ::-1]  # one past its last
-    ranks = np.empty((b, n))
     np.put_along_axis(ranks, order, (first + stop + 1) / 2.0, axis=1)
     return ranks
 
