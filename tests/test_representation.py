@@ -297,3 +297,13 @@ def test_level_retrieval_in_row_blocks(monkeypatch):
     got = rm.levels_retrieval(D, [h.level_groups(level) for level in range(h.n_levels)])
     for values, ref in zip(got, expected):
         assert values == (None, None, None) if ref[0] is None else values == pytest.approx(ref, abs=1e-12)
+
+
+def test_distances_by_blocks_above_the_syrk_limit(monkeypatch):
+    x = np.random.default_rng(15).normal(size=(700, 30))
+    whole = rm.representative_distances(x)
+    monkeypatch.setattr(rm, "SYRK_CLASSES", 100)
+    monkeypatch.setattr(rm, "BLOCK_BYTES", 8 * 700 * 64)  # 64 rows per block
+    blocks = rm.representative_distances(x)
+    assert np.array_equal(blocks, blocks.T) and not np.diag(blocks).any()
+    np.testing.assert_allclose(blocks, whole, atol=1e-12)

@@ -8,10 +8,13 @@ computed for blocks of columns at once, so that at 20,000 classes only a few
 C x C arrays are alive.
 
 The permutation test (:func:`corr_perm_p`) relabels the classes of the tree
-999 times.  Each relabelled correlation is a sum over all class pairs; with
-the hierarchy at hand it is computed from block sums instead (see
-:func:`permuted_corr_elem`), which costs a few matrix products per
-relabelling rather than a pass over all pairs.
+999 times.  Each relabelled correlation is a sum over all class pairs.  With
+the hierarchy at hand, a model of the tree ranks that a few matrix-product
+columns evaluate under any relabelling, and a bound on what it leaves out,
+decide most relabellings (:class:`_TreeModel`); the rest are summed exactly
+from block sums of the tree (:class:`_TreeBlocks`).  The count, hence the
+p-value, is that of the direct computation (tests/test_representation.py
+holds the direct code as the oracle).
 """
 import hashlib
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from scipy import sparse, stats
 
 DISTANCES = ("euc", "arccos")
 BLOCK_BYTES = 64 << 20  # working memory of one block of rows or pairs
+SYRK_CLASSES = 10000  # up to here the distances come from one x @ x.T (see _gram_by_blocks)
 
 
 def _none_if_nan(value):
@@ -43,7 +47,7 @@ def representative_distances(representatives, distance="euc"):
         raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
     x = np.asarray(representatives, dtype=np.float64)
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    d = x @ x.T
+    d = x @ x.T if len(x) <= SYRK_CLASSES else _gram_by_blocks(x)
     np.clip(d, -1.0, 1.0, out=d)
     if distance == "euc":
         d *= 2.0
@@ -53,6 +57,25 @@ def representative_distances(representatives, distance="euc"):
     else:
         np.arccos(d, out=d)
     np.fill_diagonal(d, 0.0)
+    return d
+
+
+def _gram_by_blocks(x):
+    """``x @ x.T`` as products of blocks of rows (the upper triangle, mirrored): exactly symmetric.
+
+    Above :data:`SYRK_CLASSES` rows; numpy's ``x @ x.T`` calls BLAS ``syrk``,
+    which crashes in the OpenBLAS of requirements.txt from about 16,000 rows.
+    """
+    n = len(x)
+    d = np.empty((n, n))
+    step = max(1, _rows_per_block(n, copies=1))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        np.matmul(x[r0:r1], x[r0:].T, out=d[r0:r1, r0:])
+        d[r1:, r0:r1] = d[r0:r1, r1:].T
+        block = d[r0:r1, r0:r1]
+        lower = np.tril_indices(r1 - r0, -1)
+        block[lower] = block.T[lower]
     return d
 
 
