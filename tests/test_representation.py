@@ -307,3 +307,23 @@ def test_distances_by_blocks_above_the_syrk_limit(monkeypatch):
     blocks = rm.representative_distances(x)
     assert np.array_equal(blocks, blocks.T) and not np.diag(blocks).any()
     np.testing.assert_allclose(blocks, whole, atol=1e-12)
+
+
+def test_the_angle_reuses_the_chords_bounds_when_a_few_ties_differ(monkeypatch):
+    h = ragged_taxonomy(150, 16)
+    W = class_vectors(h, 1.0, 16)
+    chord = rm.representative_distances(W, "euc")
+    angle = rm.representative_distances(W, "arccos")
+    angle[3, 7] = angle[7, 3] = angle[3, 8]  # a tie the chord does not have: the ranks differ a little
+    expected = _old_corr_perm_p(angle, h.distances)
+    calls = []
+    original = rm._exact_dots
+    monkeypatch.setattr(rm, "_exact_dots", lambda *args: calls.append(len(args[2])) or original(*args))
+    known = {"keep": True}
+    first = rm.pair_correlation(chord, h.distances, 999, 0, h, known=known)
+    assert "state" in known and first.perm_p == _old_corr_perm_p(chord, h.distances)
+    known["keep"] = False
+    monkeypatch.setattr(rm, "_first_pass_models", lambda *args: pytest.fail("the first pass ran again"))
+    second = rm.pair_correlation(angle, h.distances, 999, 0, h, known=known)
+    assert second.fingerprint != first.fingerprint and second.perm_p == expected
+    assert "state" not in known and sum(calls[1:]) < 10  # hardly any relabelling summed again

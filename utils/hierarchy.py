@@ -59,7 +59,8 @@ def class_similarity(d, distance="euc", beta=1.0):
 class Hierarchy:
     """Class names and paths in a fixed class order (index = label).
 
-    ``distances`` is the C x C tree-distance matrix (int64), ``n_levels`` the
+    ``distances`` is the C x C tree-distance matrix (int16: 20,000 classes take
+    0.8 GB; int64 for a tree over 16,000 levels deep), ``n_levels`` the
     number of levels (longest path length) and ``level_groups(l)`` the group id
     of every class at level ``l``.
     """
@@ -142,7 +143,7 @@ class Hierarchy:
         one group at level l (a class shorter than that is a group of its own).
         """
         n = self.n_classes
-        d = np.empty((n, n), dtype=np.int64)
+        d = np.empty((n, n), dtype=np.int16 if 2 * self.n_levels < 2**15 else np.int64)
         rows = max(1, block_bytes // (8 * n))
         same = np.empty((rows, n), dtype=bool)
         for r0 in range(0, n, rows):
@@ -153,7 +154,7 @@ class Hierarchy:
                 np.equal(ids[r0:r1, None], ids[None, :], out=same[: r1 - r0])
                 shared += same[: r1 - r0]
             block = d[r0:r1]
-            np.add(self.lengths[r0:r1, None], self.lengths[None, :], out=block)
+            np.add(self.lengths[r0:r1, None], self.lengths[None, :], out=block, casting="unsafe")
             block -= 2 * shared
             block[np.arange(r1 - r0), np.arange(r0, r1)] = 0
         return d

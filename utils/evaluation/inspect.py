@@ -87,9 +87,11 @@ def inspect(W, hierarchy, *, living=False, n_perm=N_PERM, seed=0, stages=None):
     result = Inspection({"n_classes": int(W.shape[0]), "dim": int(W.shape[1])})
     reference = reference_trees(hierarchy, stages)
     # The permutation test depends on the ranks of the pair distances only; the angle is a monotone function
-    # of the chord, so the chord's test is reused when the ranks are indeed the same (equal fingerprints).
+    # of the chord, so the chord's test is reused when the ranks are the same (equal fingerprints), and its
+    # bounds when a few ties differ (utils.evaluation.representation.pair_correlation).
     known = {}
-    for suffix, distance in DISTANCES:
+    for k, (suffix, distance) in enumerate(DISTANCES):
+        known["keep"] = k + 1 < len(DISTANCES)
         add_representation(result, suffix, W, hierarchy, distance, living, n_perm, seed, reference, stages, known)
     add_reference_trees(result, hierarchy, reference)
     return result
@@ -102,7 +104,7 @@ def write_results(out, result, hierarchy, source, plots=True, stages=None):
     with stage(stages, "files"):
         record.write_metrics(path(record.METRICS_JSON), path(record.METRICS_CSV), result.metrics)
         write_json(path(SOURCE_JSON), source)
-        d_T = hierarchy.distances.astype(np.int16 if 2 * hierarchy.n_levels < 2**15 else np.int64)
+        d_T = hierarchy.distances.astype(np.int16 if 2 * hierarchy.n_levels < 2**15 else np.int64, copy=False)
         write_npz(path(DISTANCES_NPZ), d_T=d_T, **result.distances)
         for kind, text in result.newick.items():
             write_text(path(f"tree_{kind}.nwk"), text)

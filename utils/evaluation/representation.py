@@ -116,20 +116,23 @@ def _average_ranks(x, order=None):
     n = x.size
     step = max(1, BLOCK_BYTES // 32)
     starts = np.empty(n, dtype=bool)  # sorted position k begins a run of equal values
+    if order is None or order.size != n:
+        order = np.argsort(x)
     for attempt in range(2):
-        if order is None or order.size != n:
-            order = np.argsort(x)
-        previous = None
+        previous, sorted_ = None, True
         for k0 in range(0, n, step):
             v = x[order[k0:k0 + step]]
-            if attempt == 0 and (np.any(v[1:] < v[:-1]) or (previous is not None and v[0] < previous)):
-                order = None  # not sorted by the given order: sort
+            if np.any(v[1:] < v[:-1]) or (previous is not None and v[0] < previous):
+                sorted_ = False
                 break
             starts[k0] = previous is None or v[0] != previous
             starts[k0 + 1:k0 + v.size] = v[1:] != v[:-1]
             previous = v[-1]
-        if order is not None:
+        if sorted_:
             break
+        # the given order sorts x only nearly (ties broken differently): a stable sort of the nearly sorted
+        # values finishes it in about one pass
+        order = order[np.argsort(x[order], kind="stable")]
     carry = 0
     for k0 in range(0, n, step):  # the first position of each run, forwards; into x (no longer needed)
         k1 = min(n, k0 + step)
@@ -223,7 +226,7 @@ def corr_mean(D, D_T, progress=None):
     ok = np.isfinite(r)
     if not ok.any():
         return None, None
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # p-values that underflow to 0
         mean_r = np.tanh(np.mean(np.arctanh(r[ok])))
         mean_p = ok.sum() / np.sum(1.0 / p[ok])
     return _none_if_nan(mean_r), _none_if_nan(mean_p)
@@ -268,7 +271,7 @@ class _PairRanks:
         n = np.shape(D)[0]
         self.n_classes = n
         self.n_pairs = n * (n - 1) // 2
-        self.a, self.order = _average_ranks(_condensed(D), order)
+        self.a, self.order = _average_ranks(_condensed(D), order)  # order: the pairs' argsort
         self.a *= 2.0
         self.a -= self.n_pairs + 1
         D_T = np.asarray(D_T)
@@ -330,12 +333,15 @@ class _PairRanks:
         for r0, r1 in _row_blocks(n):
             mask = np.arange(n)[None, :] > np.arange(r0, r1)[:, None]
             size = (r1 - r0) * n - (r1 * (r1 + 1) - r0 * (r0 + 1)) // 2
-            values = self.tree_pairs(r0, r1) if tree else self.a[at:at + size]
-            out[r0:r1][mask] = values
-            if sums:  # integers: the float64 sums are exact in any order
-                i, j = np.nonzero(mask)
-                for total, v in ((row_sum, values), (abs_sum, np.abs(values))):
-                    total += np.bincount(i + r0, weights=v, minlength=n) + np.bincount(j, weights=v, minlength=n)
+            block = np.zeros((r1 - r0, n))
+            block[mask] = self.tree_pairs(r0, r1) if tree else self.a[at:at + size]
+            out[r0:r1] = block
+            if sums:  # integers: the float64 sums are exact in any order; the lower triangle is the columns
+                row_sum[r0:r1] += block.sum(axis=1)
+                row_sum += block.sum(axis=0)
+                np.abs(block, out=block)
+                abs_sum[r0:r1] += block.sum(axis=1)
+                abs_sum += block.sum(axis=0)
             at += size
         for r0, r1 in _row_blocks(n):  # mirror the upper triangle
             out[r1:, r0:r1] = out[r0:r1, r1:].T
@@ -813,21 +819,36 @@ class PairCorrelation:
     fingerprint: str  # digest of the pair ranks: equal digests, equal correlations and p-values
 
 
+@dataclass
+class _TestState:
+    """What a permutation test leaves for the next matrix of the same classes (the angle after the chord)."""
+
+    order: np.ndarray  # an argsort of the pairs
+    a: np.ndarray  # their doubled centred ranks
+    lookup: np.ndarray  # the tree side
+    n_perm: int
+    seed: int
+    lo: np.ndarray  # bounds on every relabelling's numerator sum_{i<j} A[i, j] F[p_i, p_j]
+    hi: np.ndarray
+
+
 def pair_correlation(D, D_T, n_perm=999, seed=0, hierarchy=None, progress=None, known=None):
     """:func:`corr_elem` and :func:`corr_perm_p` (``n_perm = 0``: not computed) from one ranking of the pairs.
 
-    ``known``: a dict from :attr:`PairCorrelation.fingerprint` and the test's
-    ``(n_perm, seed)`` to an earlier ``corr_perm_p``; a distance matrix whose
-    pairs rank the same (the angle against the chord, say) reuses it, and new
-    results are added to it.  It also keeps the last sort order of the pairs,
-    which spares sorting again when it sorts the next matrix's pairs too.
+    ``known``: a dict shared by the matrices of one set of classes.  It maps
+    :attr:`PairCorrelation.fingerprint` and the test's ``(n_perm, seed)`` to
+    an earlier ``corr_perm_p``: a matrix whose pairs rank the same (the angle
+    against the chord, say) reuses it.  With ``known["keep"]`` true it also
+    keeps this test's state for the next matrix: the pairs' sort order (which
+    spares sorting the next matrix's pairs when it nearly sorts them too) and
+    every relabelling's bounds, which stay valid for the next matrix up to
+    ``|a' - a|_1 max|F|`` (a few tie changes between chord and angle cost
+    next to nothing).
     """
     if np.shape(D)[0] < 3:
         return PairCorrelation(None, None, None, "")
-    ranks = _PairRanks(D, D_T, None if known is None else known.get("order"))
-    if known is not None:
-        known["order"] = ranks.order  # the next distance's pairs are likely sorted by it too
-    ranks.order = None
+    previous = known.pop("state", None) if known is not None else None
+    ranks = _PairRanks(D, D_T, None if previous is None else previous.order)
     digest = hashlib.blake2b(digest_size=16)
     for k0 in range(0, ranks.a.size, BLOCK_BYTES // 8):
         digest.update(ranks.a[k0:k0 + BLOCK_BYTES // 8].tobytes())
@@ -840,30 +861,46 @@ def pair_correlation(D, D_T, n_perm=999, seed=0, hierarchy=None, progress=None, 
     if known is not None and key in known:
         return PairCorrelation(observed, p, known[key], fingerprint)
     perms = class_permutations(np.shape(D)[0], n_perm, seed)
+    norm = ranks.norm
     threshold = observed - 1e-12  # tolerance: equal correlations count as >=
-    count = 0
+    lo, hi = np.full(n_perm, -np.inf), np.full(n_perm, np.inf)
+    if previous is not None and ranks.lookup is not None and (previous.n_perm, previous.seed) == (n_perm, seed) \
+            and previous.a.size == ranks.a.size and np.array_equal(previous.lookup, ranks.lookup):
+        step = BLOCK_BYTES // 8
+        moved = sum(float(np.abs(ranks.a[k:k + step] - previous.a[k:k + step]).sum()) for k in range(0, ranks.a.size, step))
+        slack = moved * float(np.abs(ranks.lookup).max()) * (1.0 + 1e-9)
+        lo, hi = previous.lo - slack, previous.hi + slack
+    previous = None
+    exact = np.zeros(n_perm, dtype=bool)
+
+    def still_open():
+        return ~exact & (lo / norm - 1e-9 < threshold) & (hi / norm + 1e-9 >= threshold)
+
     models = []
-    if hierarchy is not None and ranks.lookup is not None:
+    if hierarchy is not None and ranks.lookup is not None and still_open().any():
         models = _first_pass_models(hierarchy, ranks, observed)
     if models:
         A32, row_sum, abs_sum = ranks.square(dtype=np.float32, sums=True)
         for model in models:
-            first, rounding = model.first_pass(A32, row_sum, abs_sum, perms, progress)
-            margin = (model.bound + rounding) / ranks.norm + 1e-9
-            first /= ranks.norm
-            count += int(np.sum(first - margin >= threshold))
-            perms = perms[(first + margin >= threshold) & (first - margin < threshold)]
-            if not len(perms):
+            at = np.flatnonzero(still_open())
+            if not at.size:
                 break
+            first, rounding = model.first_pass(A32, row_sum, abs_sum, perms[at], progress)
+            lo[at] = np.maximum(lo[at], first - model.bound - rounding)
+            hi[at] = np.minimum(hi[at], first + model.bound + rounding)
         del A32
-    if len(perms):
+    at = np.flatnonzero(still_open())
+    if at.size:
         A = ranks.square()
-        ranks.a = None
-        null = _exact_dots(A, ranks, perms, hierarchy, progress) / ranks.norm
-        count += int(np.sum(null >= threshold))
+        lo[at] = hi[at] = _exact_dots(A, ranks, perms[at], hierarchy, progress)
+        exact[at] = True
+        del A
+    count = int(np.sum(exact & (lo / norm >= threshold)) + np.sum(~exact & (lo / norm - 1e-9 >= threshold)))
     perm_p = (1 + count) / (n_perm + 1)
     if known is not None:
         known[key] = perm_p
+        if known.get("keep"):
+            known["state"] = _TestState(ranks.order, ranks.a, ranks.lookup, n_perm, seed, lo, hi)
     return PairCorrelation(observed, p, perm_p, fingerprint)
 
 
