@@ -327,3 +327,18 @@ def test_the_angle_reuses_the_chords_bounds_when_a_few_ties_differ(monkeypatch):
     second = rm.pair_correlation(angle, h.distances, 999, 0, h, known=known)
     assert second.fingerprint != first.fingerprint and second.perm_p == expected
     assert "state" not in known and sum(calls[1:]) < 10  # hardly any relabelling summed again
+
+
+@pytest.mark.parametrize("n, signal, seed", CASES)
+def test_row_measures_are_corr_mean_and_level_retrieval(n, signal, seed, monkeypatch):
+    h = ragged_taxonomy(n, seed)
+    D = rm.representative_distances(class_vectors(h, signal, seed))
+    D[:, 2] = D[2, :] = D[:, 1]  # classes 1 and 2 in the same place: a tie at 0 and tied rows
+    D[1, 2] = D[2, 1] = D[2, 2] = 0.0
+    levels = [h.level_groups(level) for level in range(h.n_levels)]
+    monkeypatch.setattr(rm, "BLOCK_BYTES", 8 * 6 * n * 5)  # five rows per block
+    mean, retrieval = rm.row_measures(D, h.distances, levels)
+    assert mean == pytest.approx(_old_corr_mean(D, h.distances), abs=1e-12)
+    for groups, values in zip(levels, retrieval):
+        expected = _old_level_retrieval(D, groups)
+        assert values == (None, None, None) if expected[0] is None else values == pytest.approx(expected, abs=1e-12)

@@ -42,7 +42,7 @@ def test_every_stage_is_one_line_of_the_log(tmp_path):
                 "--quiet", "--n_perm", "99", "--no_plots") == 0
     lines = (tmp_path / "out" / "evaluate.log").read_text().splitlines()
     stages = [line.split(" ", 2)[2].rsplit(":", 1)[0] for line in lines]  # after the date and time
-    per_distance = ["distances", "corr_mean", "permutation test", "level retrieval", "trees (WPGMA, UPGMA)"]
+    per_distance = ["distances", "corr_mean and level retrieval", "permutation test", "trees (WPGMA, UPGMA)"]
     assert stages == (["reference trees (WPGMA, UPGMA of d_T)"] + [f"{s} (euc)" for s in per_distance]
                       + [f"{s} (arccos)" for s in per_distance] + ["files"])
     assert all(line.endswith(" s") for line in lines)

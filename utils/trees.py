@@ -56,7 +56,8 @@ def agglomerate(D, method="wpgma", progress=None):
         return Z
     # Clusters live in slots; a merge keeps the lower slot and retires the higher one, so the active
     # slots in ascending order are exactly the paper's list of positions (compaction keeps that order).
-    # Retired slots and the diagonal hold +inf.  The last pair (i, j), j < i, of the paper's scan at
+    # The diagonal holds +inf; retired slots are masked by `active` (their stale values are never used,
+    # and the arithmetic of the active ones is that of the full scan).  The last pair (i, j), j < i, of the paper's scan at
     # the minimum: i = the last slot whose nearest earlier slot is at the minimum distance (a tied
     # pair lies in the row of its larger slot), j = that nearest earlier slot (the last column of row
     # i left of the diagonal at the minimum).
@@ -75,28 +76,26 @@ def agglomerate(D, method="wpgma", progress=None):
             merged = (sizes[i] * work[i] + sizes[j] * work[j]) / (sizes[i] + sizes[j])
         merged[i] = merged[j] = np.inf
         work[j, :] = merged
-        work[:, j] = merged
-        work[i, :] = np.inf
-        work[:, i] = np.inf
+        work[:, j] = merged  # slot i is retired by `active` alone: its row and column are never read again
         a, b = sorted((ids[i], ids[j]))
         sizes[j] += sizes[i]
         Z[step] = (a, b, height, sizes[j])
         ids[j] = n + step
         active[i] = False
         near[i], near_at[i] = np.inf, -1
-        near[j], near_at[j] = _row_nearest(merged[:j])  # the pairs of j with earlier slots changed
+        near[j], near_at[j] = _row_nearest(np.where(active[:j], merged[:j], np.inf))  # j's earlier pairs changed
         # Later slots: their pair with j changed and their pair with i is gone.  A row keeps its nearest
         # slot unless the new distance to j is smaller (then j), equal (then the later of the two
         # columns), or its nearest slot was i, or j moved away: then the row is scanned again.
         v = merged[j + 1:]
         cur = near[j + 1:]
         at = near_at[j + 1:]
-        better = v < cur
+        better = (v < cur) & active[j + 1:]
         rescan = (((at == i) & ~better) | ((at == j) & (v > cur))) & active[j + 1:]
         near_at[j + 1:] = np.where(better, j, np.where(v == cur, np.maximum(at, j), at))
         near[j + 1:] = np.where(better, v, cur)
         for row in np.flatnonzero(rescan) + (j + 1):
-            near[row], near_at[row] = _row_nearest(work[row, :row])
+            near[row], near_at[row] = _row_nearest(np.where(active[:row], work[row, :row], np.inf))
         if progress is not None and (step + 1) % 512 == 0:
             progress(step + 1, n - 1)
         if m > 256 and 2 * (n - 1 - step) <= m:

@@ -94,8 +94,9 @@ def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PER
         D = rep_m.representative_distances(reps, distance)
     D_T = hierarchy.distances
     out = {}
-    with stage(stages, named("corr_mean"), total=C, unit="class") as tick:
-        out["corr_mean"], out["corr_mean_p"] = rep_m.corr_mean(D, D_T, tick)
+    levels = [hierarchy.level_groups(level) for level in range(hierarchy.n_levels)]
+    with stage(stages, named("corr_mean and level retrieval"), total=C, unit="class") as tick:
+        (out["corr_mean"], out["corr_mean_p"]), retrieval = rep_m.row_measures(D, D_T, levels, tick)
     with stage(stages, named("permutation test"), total=n_perm, unit="relabelling") as tick:
         pair = rep_m.pair_correlation(D, D_T, n_perm, seed, hierarchy, tick, known)
     out["corr_elem"], out["corr_elem_p"] = pair.r, pair.p
@@ -105,9 +106,7 @@ def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PER
         out["corr_mean_living"], out["corr_mean_p_living"] = rep_m.corr_mean(sub_D, sub_T)
         out["corr_elem_living"], out["corr_elem_p_living"] = rep_m.corr_elem(sub_D, sub_T)
     out["corr_perm_p"] = pair.perm_p
-    with stage(stages, named("level retrieval"), total=C, unit="class") as tick:
-        levels = rep_m.levels_retrieval(D, [hierarchy.level_groups(level) for level in range(hierarchy.n_levels)], tick)
-    for level, (p1, rp, mapr) in enumerate(levels):
+    for level, (p1, rp, mapr) in enumerate(retrieval):
         out[f"p1_{level}"], out[f"rp_{level}"], out[f"mapr_{level}"] = p1, rp, mapr
 
     with stage(stages, named("trees (WPGMA, UPGMA)"), total=2 * max(C - 1, 0), unit="merge") as tick:

@@ -85,8 +85,13 @@ def _average_ranks_rows(M):
 
     Equal to ``scipy.stats.rankdata(M, axis=1)``: the ranks are exact half-integers.
     """
-    b, n = M.shape
     order = np.argsort(M, axis=1)
+    return _ranks_from_order(M, order)
+
+
+def _ranks_from_order(M, order):
+    """:func:`_average_ranks_rows` of ``M`` given an argsort ``order`` of its rows."""
+    b, n = M.shape
     s = np.take_along_axis(M, order, axis=1)
     starts = np.ones((b, n), dtype=bool)  # sorted position k begins a run of equal values
     starts[:, 1:] = s[:, 1:] != s[:, :-1]
@@ -222,7 +227,11 @@ def corr_mean(D, D_T, progress=None):
     """
     if np.shape(D)[0] < 3:
         return None, None
-    r, p = spearman_columns(D, D_T, progress)
+    return _combine_columns(*spearman_columns(D, D_T, progress))
+
+
+def _combine_columns(r, p):
+    """``(corr_mean, corr_mean_p)`` from the per-class Spearman ``r`` and p-values."""
     ok = np.isfinite(r)
     if not ok.any():
         return None, None
@@ -937,23 +946,35 @@ def levels_retrieval(D, level_groups, progress=None):
     """
     D = np.asarray(D)
     C = D.shape[0]
-    levels = [np.asarray(g) for g in level_groups]
-    wanted = [np.bincount(g)[g] - 1 for g in levels]  # R of every class at every level
-    sums = np.zeros((len(levels), 3))
-    n_query = np.array([(R >= 1).sum() for R in wanted])
+    tally = _RetrievalTally(level_groups)
     step = _rows_per_block(C, copies=4)
     for r0 in range(0, C, step):
         r1 = min(C, r0 + step)
-        rows = np.arange(r0, r1)
         if progress is not None:
             progress(r0, C)
-        if not any((R[r0:r1] >= 1).any() for R in wanted):
+        if not tally.wanted_in(r0, r1):
             continue
         d = np.array(D[r0:r1], dtype=np.float64)
-        d[np.arange(r1 - r0), rows] = np.inf  # self goes last (all other distances are finite)
-        order = _stable_argsort_rows(d)
-        del d
-        for level, (groups, R) in enumerate(zip(levels, wanted)):
+        d[np.arange(r1 - r0), np.arange(r0, r1)] = np.inf  # self goes last (all other distances are finite)
+        tally.add(r0, r1, _stable_argsort_rows(d)[:, :C - 1])
+    return tally.results()
+
+
+class _RetrievalTally:
+    """Sums of P@1, RP and MAP@R over the queries of every level, fed one block of neighbour orders at a time."""
+
+    def __init__(self, level_groups):
+        self.levels = [np.asarray(g) for g in level_groups]
+        self.wanted = [np.bincount(g)[g] - 1 for g in self.levels]  # R of every class at every level
+        self.sums = np.zeros((len(self.levels), 3))
+
+    def wanted_in(self, r0, r1):
+        return any((R[r0:r1] >= 1).any() for R in self.wanted)
+
+    def add(self, r0, r1, order):
+        """``order``: the other classes of rows r0..r1-1, nearest first (ties by class index)."""
+        rows = np.arange(r0, r1)
+        for level, (groups, R) in enumerate(zip(self.levels, self.wanted)):
             query = np.flatnonzero(R[r0:r1] >= 1)
             if not query.size:
                 continue
@@ -962,7 +983,40 @@ def levels_retrieval(D, level_groups, progress=None):
             hits = groups[order[query, :width]] == groups[rows[query]][:, None]
             k = np.arange(1, width + 1)
             within = hits & (k[None, :] <= Rq[:, None])
-            sums[level, 0] += hits[:, 0].sum()
-            sums[level, 1] += (within.sum(axis=1) / Rq).sum()
-            sums[level, 2] += ((within * (np.cumsum(within, axis=1) / k)).sum(axis=1) / Rq).sum()
-    return [tuple(float(v) for v in sums[level] / n) if n else (None, None, None) for level, n in enumerate(n_query)]
+            self.sums[level, 0] += hits[:, 0].sum()
+            self.sums[level, 1] += (within.sum(axis=1) / Rq).sum()
+            self.sums[level, 2] += ((within * (np.cumsum(within, axis=1) / k)).sum(axis=1) / Rq).sum()
+
+    def results(self):
+        n_query = [(R >= 1).sum() for R in self.wanted]
+        return [tuple(float(v) for v in self.sums[level] / n) if n else (None, None, None)
+                for level, n in enumerate(n_query)]
+
+
+def row_measures(D, D_T, level_groups, progress=None):
+    """:func:`corr_mean` and :func:`levels_retrieval` of a *symmetric* ``D`` from one sort of each row.
+
+    A row's stable sort, the diagonal included, ranks its column for
+    ``corr_mean`` (column i = row i) and, without the class itself, orders its
+    neighbours (by distance, ties by index) for retrieval.  Returns
+    ``((corr_mean, corr_mean_p), [(p1, rp, mapr) per level])``.
+    """
+    D = np.asarray(D)
+    C = D.shape[0]
+    tally = _RetrievalTally(level_groups)
+    r = np.full(C, np.nan)
+    step = _rows_per_block(C, copies=6)
+    for r0 in range(0, C, step):
+        r1 = min(C, r0 + step)
+        d = np.array(D[r0:r1], dtype=np.float64)
+        order = _stable_argsort_rows(d)
+        if C >= 3:
+            r[r0:r1] = _pearson_columns(_ranks_from_order(d, order).T, _rank_rows(D_T[r0:r1]).T)
+        del d
+        if tally.wanted_in(r0, r1):
+            others = order[order != np.arange(r0, r1)[:, None]].reshape(r1 - r0, C - 1)
+            tally.add(r0, r1, others)
+        if progress is not None:
+            progress(r1, C)
+    mean = _combine_columns(r, _spearman_pvalue(r, C)) if C >= 3 else (None, None)
+    return mean, tally.results()
