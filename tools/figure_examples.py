@@ -14,7 +14,6 @@ normalised; test embeddings add noise to their class's vector.  So the
 figures show a model that learned part of the hierarchy, on the real figure
 code (utils/evaluation/plots.py).
 """
-import argparse
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from utils import trees  # noqa: E402
+from utils.errors import ArgumentParser  # noqa: E402
 from utils.evaluation import plots  # noqa: E402
 from utils.hierarchy import Hierarchy  # noqa: E402
 
@@ -118,7 +118,7 @@ def history(epochs=15, dynamic=False, seed=0):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--classes", type=int, nargs="+", default=[100, 10000])
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "figures"))
     args = p.parse_args(argv)
