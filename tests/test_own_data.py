@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import evaluate
 import grid
@@ -48,11 +49,14 @@ def test_a_split_folder_dataset_trains_on_exactly_its_split(tmp_path):
 def test_a_torchvision_backbone_trains_through_train_py(tmp_path):
     fakes.write_split_folders(tmp_path / "data")
     argv = ["--dataset", "MyData", "--data_root", str(tmp_path / "data"), "--record_dir", str(tmp_path / "rec"),
-            "--backbone", "mobilenet_v3_small", "--rand_backbone", "--epochs", "1", "--resize", "32",
-            "--batch_size", "4"]
-    run_dir = train.main(argv)
-    assert os.path.basename(run_dir).startswith("MyData_mobilenet_v3_small_DR_euc_rand")
-    assert read_json(os.path.join(run_dir, record.CONFIG))["backbone"] == "mobilenet_v3_small"
+            "--backbone", "squeezenet1_1", "--rand_backbone", "--epochs", "1", "--resize", "32",
+            "--batch_size", "8"]
+    run_dir = train.main(argv)  # SqueezeNet: its classifier is a convolution, replaced by average pooling
+    assert os.path.basename(run_dir).startswith("MyData_squeezenet1_1_DR_euc_rand")
+    assert read_json(os.path.join(run_dir, record.CONFIG))["backbone"] == "squeezenet1_1"
+    ck = torch.load(os.path.join(run_dir, record.CHECKPOINT_LAST), weights_only=True)
+    assert ck["model"]["backbone.features.0.weight"].shape == (64, 3, 3, 3) and ck["model"]["head.weight"].shape \
+        == (128, 512)
 
 
 def test_resume_on_a_finished_run_has_nothing_to_do(tmp_path, capsys):
