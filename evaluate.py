@@ -8,8 +8,9 @@
 
 For each run this writes, into the run folder: metrics.json (flat name: value),
 metrics.csv, per_class.csv, confusion.npz, hs_curve.csv, Newick trees
-(tree_W.nwk, tree_proto.nwk, tree_true.nwk, tree_taxonomy.nwk) and PNG plots,
-and prints a summary.  With several runs it also writes summary.csv and
+(tree_W.nwk, tree_proto.nwk, tree_true.nwk, tree_taxonomy.nwk), PNG plots and
+evaluate.log (one line per stage, with its seconds; a progress bar on the
+terminal meanwhile), and prints a summary.  With several runs it also writes summary.csv and
 summary.md (mean ± std over seeds per run group) next to the runs.
 The metric names are documented in docs/evaluate.md.
 """
@@ -27,6 +28,7 @@ from utils.evaluation import inspect as inspect_weights
 from utils.evaluation.chance import NULL_REASON
 from utils.evaluation.measures import N_PERM, evaluate_outputs
 from utils.evaluation.outputs import load_model_outputs
+from utils.evaluation.stages import LOG, Stages, file_log, stage
 from utils.evaluation.summary import summarise, summary_markdown, summary_row
 from utils.evaluation.weights import load_hierarchy
 from utils.io import write_dataframe_csv, write_json, write_npz, write_text
@@ -143,8 +145,17 @@ def suffixed(name, last):
     return f"{stem}_last{ext}"
 
 
-def write_run_files(run, result, last, plots):
+def write_run_files(run, result, last, plots, stages=None):
     out = lambda name: os.path.join(run.path, suffixed(name, last))  # noqa: E731
+    with stage(stages, "files"):
+        _write_tables(run, result, out)
+    if not plots:
+        return
+    with stage(stages, "plots"):
+        _write_plots(run, result, out, last)
+
+
+def _write_tables(run, result, out):
     record.write_metrics(out(record.METRICS_JSON), out(record.METRICS_CSV), result.metrics)
     write_dataframe_csv(out(record.PER_CLASS_CSV), result.per_class)
     write_npz(out(record.CONFUSION_NPZ), **result.confusion)
@@ -154,8 +165,9 @@ def write_run_files(run, result, last, plots):
     for kind, name in trees.items():
         if kind in result.newick:  # the W and proto trees need the representatives / prototypes
             write_text(out(name), result.newick[kind])
-    if not plots:
-        return
+
+
+def _write_plots(run, result, out, last):
     from utils.evaluation import plots as P
 
     distance = str(run.config.get("distance", "euc"))
@@ -229,14 +241,18 @@ def evaluate_model_outputs(args):
     config = {"dataset": dataset, "distance": args.distance or "euc", "beta": 1.0 if args.beta is None else args.beta}
     stem = os.path.splitext(os.path.basename(os.path.normpath(args.outputs)))[0]
     out = args.out or f"evaluate_{stem}"
+    try:
+        stages = Stages(file_log(os.path.join(out, LOG)))
+    except OSError as err:
+        raise UserError(f"cannot write the results into {out}: {err.strerror or err}; choose another --out") from None
     result = evaluate_outputs(config, hierarchy, arrays, n_perm=args.n_perm, seed=args.perm_seed,
-                              block_bytes=args.block_mb << 20, workers=args.workers)
+                              block_bytes=args.block_mb << 20, workers=args.workers, stages=stages)
     run = record.Run(out, stem, config, hierarchy, None, arrays, os.path.abspath(args.outputs))
     source = dict(config, outputs=os.path.abspath(args.outputs), arrays=sorted(arrays),
                   hierarchy=args.hierarchy if args.data_root else os.path.abspath(args.hierarchy),
                   n_perm=args.n_perm, perm_seed=args.perm_seed)
     try:
-        write_run_files(run, result, False, plots=not args.no_plots)
+        write_run_files(run, result, False, plots=not args.no_plots, stages=stages)
         write_json(os.path.join(out, inspect_weights.SOURCE_JSON), source)
     except OSError as err:
         raise UserError(f"cannot write the results into {out}: {err.strerror or err}; choose another --out") from None
@@ -263,12 +279,16 @@ def main(argv=None):
     for run_dir in bar:
         run = record.load_run(run_dir, outputs_name(run_dir, args.last))
         bar.set_postfix_str(run.name[-40:])
+        try:
+            stages = Stages(file_log(os.path.join(run.path, suffixed(LOG, args.last))))
+        except OSError as err:
+            raise UserError(f"cannot write into {run.path}: {err.strerror or err}; check its permissions") from None
         result = evaluate_outputs(
             run.config, run.hierarchy, run.outputs, n_perm=args.n_perm, seed=args.perm_seed,
-            block_bytes=args.block_mb << 20, workers=args.workers,
+            block_bytes=args.block_mb << 20, workers=args.workers, stages=stages,
         )
         try:
-            write_run_files(run, result, args.last, plots=not args.no_plots)
+            write_run_files(run, result, args.last, plots=not args.no_plots, stages=stages)
         except OSError as err:
             raise UserError(f"cannot write the results into {run.path}: {err.strerror or err}; check its permissions") from None
         if not args.quiet:

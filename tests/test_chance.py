@@ -27,7 +27,7 @@ def test_row_ranks_equal_scipy_rankdata_with_and_without_ties():
     cases = [rng.integers(0, 5, (6, 200)), rng.random((6, 200)).round(1), rng.random((6, 200)),
              np.vstack([rng.random(200), rng.random(200).round(1)])]
     for X in cases:
-        np.testing.assert_allclose(chance._row_ranks(X), stats.rankdata(X, axis=1))
+        np.testing.assert_allclose(rep.rank_rows(X), stats.rankdata(X, axis=1))
 
 
 def test_column_ranks_are_unit_centred_ranks_and_zero_without_spread():

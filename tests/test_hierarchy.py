@@ -38,7 +38,7 @@ def tree():
 
 
 def test_distances_by_hand(tree):
-    assert tree.distances.dtype == np.int64
+    assert tree.distances.dtype == np.int16
     np.testing.assert_array_equal(tree.distances, EXPECTED)
     np.testing.assert_array_equal(tree.distances, tree.distances.T)
 

@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils import trees  # noqa: E402
 from utils.hierarchy import Hierarchy  # noqa: E402
 from utils.evaluation.representation import representative_distances  # noqa: E402
+from tests.test_representation import ragged_taxonomy  # noqa: E402
 
 H6_PATHS = [["A", "a1", "x"], ["A", "a1", "y"], ["A", "a2"], ["A", "a2", "z"], ["B", "u"], ["B", "v"]]
 
@@ -238,3 +239,90 @@ def test_robinson_foulds_matches_dendropy():
         assert trees.robinson_foulds(learned, tax)[0] == treecompare.symmetric_difference(t_learned, t_tax)
         # rf_max: every non-trivial split of both trees (binary: C - 3 each)
         assert trees.robinson_foulds(learned, true)[1] == 2 * (h.n_classes - 3)
+
+
+# ------------------------------------------------------------------ O(C^2) clustering against the old O(C^3) scan
+def _agglomerate_by_full_scan(D, method="wpgma"):
+    """The clustering as the project first wrote it (the oracle): every merge scans the whole matrix."""
+    work = np.array(D, dtype=np.float64)
+    n = work.shape[0]
+    Z = np.zeros((max(n - 1, 0), 4))
+    if n < 2:
+        return Z
+    work = np.tril(work, -1)
+    work = work + work.T
+    np.fill_diagonal(work, np.inf)
+    ids = np.arange(n)
+    sizes = np.ones(n)
+    for step in range(n - 1):
+        row_min = work.min(axis=1)
+        i = n - 1 - int(np.argmin(row_min[::-1]))
+        j = n - 1 - int(np.argmin(work[i, ::-1]))
+        height = work[i, j]
+        if method == "wpgma":
+            merged = (work[i] + work[j]) / 2.0
+        else:
+            merged = (sizes[i] * work[i] + sizes[j] * work[j]) / (sizes[i] + sizes[j])
+        merged[i] = merged[j] = np.inf
+        work[j, :] = merged
+        work[:, j] = merged
+        work[i, :] = np.inf
+        work[:, i] = np.inf
+        a, b = sorted((ids[i], ids[j]))
+        sizes[j] += sizes[i]
+        Z[step] = (a, b, height, sizes[j])
+        ids[j] = n + step
+    return Z
+
+
+@pytest.mark.parametrize("method", ["wpgma", "upgma"])
+@pytest.mark.parametrize("n", [3, 17, 120, 1000])
+def test_agglomerate_equals_the_full_scan_on_tree_distances(method, n):
+    h = ragged_taxonomy(n, seed=n)
+    ours = trees.agglomerate(h.distances, method)
+    assert np.array_equal(ours, _agglomerate_by_full_scan(h.distances, method))  # bit for bit, ties and all
+    assert trees.linkage_splits(ours) == trees.bipartitions(trees.linkage_clusters(ours))
+
+
+@pytest.mark.parametrize("method", ["wpgma", "upgma"])
+@pytest.mark.parametrize("n", [40, 1000])
+def test_agglomerate_equals_the_full_scan_on_learned_distances(method, n):
+    rng = np.random.default_rng(100 + n)
+    x = rng.normal(size=(n, 16))
+    x[n // 2:n // 2 + 5] = x[:5]  # duplicated class vectors: exact zero distances and tied rows
+    D = representative_distances(x / np.linalg.norm(x, axis=1, keepdims=True), "euc")
+    for matrix in (D, np.round(D, 2), np.triu(D) + np.tril(np.round(D, 1))):  # real, tied, lower != upper
+        assert np.array_equal(trees.agglomerate(matrix, method), _agglomerate_by_full_scan(matrix, method))
+
+
+@pytest.mark.parametrize("method, scipy_method", [("wpgma", "weighted"), ("upgma", "average")])
+def test_agglomerate_equals_scipy_without_ties_at_600_classes(method, scipy_method):
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(600, 24))
+    D = representative_distances(x / np.linalg.norm(x, axis=1, keepdims=True), "arccos")
+    ours = trees.agglomerate(D, method)
+    ref = linkage(squareform(D, checks=False), method=scipy_method)
+    # without ties every merge is forced: the same pairs at the same heights, in height order
+    order = np.argsort(ours[:, 2], kind="stable")
+    np.testing.assert_allclose(ours[order, 2], ref[:, 2], rtol=1e-12)
+    ours_sets = {frozenset(np.flatnonzero(r)) for r in trees.linkage_clusters(ours)}
+    ref_sets = {frozenset(np.flatnonzero(r)) for r in trees.linkage_clusters(ref)}
+    assert ours_sets == ref_sets
+
+
+def test_agglomerate_reports_progress_and_rejects_a_non_square_matrix():
+    seen = []
+    trees.agglomerate(np.ones((600, 600)) - np.eye(600), progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (512, 599) and seen[-1] == (599, 599)
+    with pytest.raises(ValueError):
+        trees.agglomerate(np.zeros((3, 4)))
+
+
+def test_taxonomy_splits_equal_the_cluster_matrix_on_ragged_taxonomies():
+    for n in (2, 3, 4, 60, 300):
+        h = ragged_taxonomy(n, seed=8)
+        assert trees.taxonomy_splits(h) == trees.bipartitions(trees.taxonomy_clusters(h))
+        assert trees.taxonomy_splits(h, chunk=1) == trees.taxonomy_splits(h)  # one group per chunk

@@ -27,7 +27,7 @@ and in chunks of columns).
 import numpy as np
 
 from utils.evaluation.classification import hp_radius
-from utils.evaluation.representation import class_permutations, fisher_mean
+from utils.evaluation.representation import class_permutations, fisher_mean, rank_rows
 from utils.evaluation.retrieval import ideal_similarity_sums
 
 N_CHANCE = 99  # relabellings for the null of corr_mean: enough for its mean and 95th percentile
@@ -38,62 +38,27 @@ NULL_REASON = "_null_reason"  # metrics.json: "<measure>_null_reason" says why "
 
 
 # ------------------------------------------------------------------ corr_mean under relabelling
-def _row_ranks(X):
-    """Ranks (1-based, ties averaged, as ``scipy.stats.rankdata``) within every row of ``X``, float64.
-
-    Integer rows with few distinct values (tree distances) are ranked by
-    counting; others by one argsort per row, ties averaged over their run of
-    equal sorted values.
-    """
-    X = np.asarray(X)
-    rows, n = X.shape
-    if np.issubdtype(X.dtype, np.integer) and X.size and int(X.max()) - int(X.min()) < 256:
-        codes = (X - X.min()).astype(np.int64)
-        width = int(codes.max()) + 1
-        counts = np.bincount((np.arange(rows)[:, None] * width + codes).ravel(), minlength=rows * width)
-        counts = counts.reshape(rows, width).astype(np.float64)
-        below = np.cumsum(counts, axis=1) - counts
-        return np.take_along_axis(below + (counts + 1.0) / 2.0, codes, axis=1)
-    order = np.argsort(X, axis=1)
-    ordered = np.take_along_axis(X, order, axis=1)
-    first = np.ones((rows, n), dtype=bool)
-    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    sorted_ranks = np.broadcast_to(np.arange(1.0, n + 1.0), (rows, n)).copy()
-    tied = np.flatnonzero(~first.all(axis=1))  # rows with equal values: average over each run of them
-    if tied.size:
-        index = np.broadcast_to(np.arange(n), (tied.size, n))
-        head = first[tied]
-        tail = np.ones_like(head)
-        tail[:, :-1] = head[:, 1:]
-        start = np.maximum.accumulate(np.where(head, index, 0), axis=1)
-        stop = np.minimum.accumulate(np.where(tail, index, n - 1)[:, ::-1], axis=1)[:, ::-1]
-        sorted_ranks[tied] = (start + stop) / 2.0 + 1.0
-    ranks = np.empty((rows, n))
-    np.put_along_axis(ranks, order, sorted_ranks, axis=1)
-    return ranks
-
-
 def column_ranks(M, chunk_entries=CHUNK_ENTRIES):
     """``[C, C]`` float32: row i = the ranks of column i of ``M`` (ties averaged), centred, scaled to unit length.
 
     The Spearman correlation of column i of two matrices is then the dot
     product of their rows i.  A column without spread gives a row of zeros
     (its correlation is undefined: see :func:`corr_mean_null`).  Ranked in
-    chunks of columns (:func:`_row_ranks`).
+    chunks of columns (:func:`utils.evaluation.representation.rank_rows`).
     """
     M = np.asarray(M)
     C = M.shape[0]
     out = np.empty((C, C), dtype=np.float32)
     step = max(1, int(chunk_entries) // max(C, 1))
     for start in range(0, C, step):
-        ranks = _row_ranks(np.ascontiguousarray(M[:, start : start + step].T))
+        ranks = rank_rows(np.ascontiguousarray(M[:, start : start + step].T))
         ranks -= ranks.mean(axis=1, keepdims=True)
         norm = np.sqrt((ranks * ranks).sum(axis=1, keepdims=True))
         out[start : start + step] = np.divide(ranks, norm, out=np.zeros_like(ranks), where=norm > 1e-9)
     return out
 
 
-def corr_mean_null(D, tree_ranks, perms, chunk_entries=CHUNK_ENTRIES):
+def corr_mean_null(D, tree_ranks, perms, chunk_entries=CHUNK_ENTRIES, progress=None):
     """``corr_mean`` of ``D`` against ``d_T`` relabelled by each row ``p`` of ``perms`` (``d_T[p][:, p]``).
 
     ``tree_ranks``: :func:`column_ranks` of ``d_T``.  Column i of the
@@ -104,6 +69,7 @@ def corr_mean_null(D, tree_ranks, perms, chunk_entries=CHUNK_ENTRIES):
     ``B`` per chunk of columns, float32.  The per-class correlations are
     combined as ``corr_mean`` does (:func:`utils.evaluation.representation.fisher_mean`).
     Row 0 of ``perms`` being the identity gives ``corr_mean`` itself.
+    ``progress(done, total)`` after each relabelling.
     """
     A = column_ranks(D, chunk_entries)
     B = np.asarray(tree_ranks, dtype=np.float32)
@@ -122,10 +88,12 @@ def corr_mean_null(D, tree_ranks, perms, chunk_entries=CHUNK_ENTRIES):
             picked[:m].take(p, axis=1, out=rows[:m])  # B[p_i, p_k] for the classes i of the chunk
             r[start:stop] = np.einsum("ik,ik->i", A[start:stop], rows[:m])
         out[n] = fisher_mean(np.where(defined_a & defined_b[p], r, np.nan))
+        if progress is not None:
+            progress(n + 1, len(perms))
     return out
 
 
-def corr_mean_chance(D, tree_ranks, n_perm=N_CHANCE, seed=0):
+def corr_mean_chance(D, tree_ranks, n_perm=N_CHANCE, seed=0, progress=None):
     """``corr_mean_chance`` (mean of the null), ``corr_mean_chance95`` (its 95th percentile), ``corr_mean_perm_p``.
 
     The null: :func:`corr_mean_null` over ``n_perm`` relabellings of
@@ -140,7 +108,7 @@ def corr_mean_chance(D, tree_ranks, n_perm=N_CHANCE, seed=0):
     if n_perm < 1 or C < 3:
         return empty
     perms = np.concatenate([np.arange(C)[None], class_permutations(C, n_perm, seed)])
-    values = corr_mean_null(D, tree_ranks, perms)
+    values = corr_mean_null(D, tree_ranks, perms, progress=progress)
     observed, null = values[0], values[1:]
     null = null[np.isfinite(null)]
     if not np.isfinite(observed) or not null.size:

@@ -11,6 +11,13 @@ from scipy import stats
 from utils.evaluation.representation import spearman_columns
 
 
+BLOCK_BYTES = 64 << 20  # one block of rows of a score matrix, as float64
+
+
+def _rows_per_block(n_columns):
+    return max(1, BLOCK_BYTES // (8 * max(1, n_columns)))
+
+
 def _topk_sets_exact(values, k):
     """Column indices of the k largest entries per row, in index order, ties at the k-th value by lower index."""
     n, m = values.shape
@@ -32,6 +39,9 @@ def topk(values, k):
     """
     values = np.asarray(values)
     n, m = values.shape
+    rows = _rows_per_block(m)
+    if n > rows:  # 100,000 images x 10,000 classes: a block of rows at a time (the rows are independent)
+        return np.concatenate([topk(values[r0:r0 + rows], k) for r0 in range(0, n, rows)])
     if k >= m:
         return np.argsort(-values, axis=1, kind="stable")
     cols = np.argpartition(values, m - k, axis=1)[:, m - k :]
@@ -98,10 +108,15 @@ def hp(top, labels, D_T):
 
 
 def max_softmax(scores):
-    """Maximum softmax probability of each row, in float64 (a 1.0 stays exactly 1.0)."""
-    s = np.asarray(scores, dtype=np.float64)
-    s = s - s.max(axis=1, keepdims=True)
-    return 1.0 / np.exp(s).sum(axis=1)
+    """Maximum softmax probability of each row, in float64 (a 1.0 stays exactly 1.0); a block of rows at a time."""
+    scores = np.asarray(scores)
+    rows = _rows_per_block(scores.shape[1])
+    out = np.empty(scores.shape[0])
+    for r0 in range(0, scores.shape[0], rows):
+        s = np.asarray(scores[r0:r0 + rows], dtype=np.float64)
+        s = s - s.max(axis=1, keepdims=True)
+        out[r0:r0 + rows] = 1.0 / np.exp(s).sum(axis=1)
+    return out
 
 
 def reliability_bins(confidence, correct, n_bins=15):

@@ -25,6 +25,7 @@ from utils.errors import UserError
 from utils.evaluation import chance
 from utils.evaluation.measures import (N_PERM, add_reference_trees, add_representation, chance_counts,
                                        headline_level, reference_trees, wants_living)
+from utils.evaluation.stages import LOG, Stages, file_log, stage
 from utils.evaluation.weights import load_hierarchy, load_weights
 from utils.io import write_json, write_npz, write_text
 
@@ -74,39 +75,49 @@ def check_arguments(parser, args):
 @dataclass
 class Inspection:
     metrics: dict  # flat name -> value: n_classes, dim, then <measure>_euc, then <measure>_arccos
-    distances: dict = field(default_factory=dict)  # "euc", "arccos" -> C x C distances of the normalised vectors
+    distances: dict = field(default_factory=dict)  # "euc", "arccos" -> C x C distances of the normalised vectors (float32)
     linkage: dict = field(default_factory=dict)  # "euc", "arccos", "true" -> WPGMA linkage matrix
     newick: dict = field(default_factory=dict)  # "euc", "arccos", "true", "taxonomy" -> Newick text
 
 
-def inspect(W, hierarchy, *, living=False, n_perm=N_PERM, seed=0):
-    """Hierarchical inference of the class vectors ``W`` [C, D] for both distances (pure: arrays in, results out)."""
+def inspect(W, hierarchy, *, living=False, n_perm=N_PERM, seed=0, stages=None):
+    """Hierarchical inference of the class vectors ``W`` [C, D] for both distances (pure: arrays in, results out).
+
+    ``stages``: progress of the stages (:mod:`utils.evaluation.stages`).
+    """
     W = np.asarray(W)
     result = Inspection({"n_classes": int(W.shape[0]), "dim": int(W.shape[1]), **chance_counts(n_perm),
                          **chance.level_chance(hierarchy)})
-    reference = reference_trees(hierarchy)
-    first = None  # (D, measures) of the first distance
-    for suffix, distance in DISTANCES:
-        # The permutation tests depend on the ranks of the distances only; the angle is a monotone
-        # function of the chord, so they run once and are reused when the ranks are indeed the same.
-        values, D = add_representation(result, suffix, W, hierarchy, distance, living, n_perm, seed, reference,
-                                       reuse=first)
-        first = first or (D, values)
+    reference = reference_trees(hierarchy, stages)
+    # The permutation tests depend on the ranks of the pair distances only; the angle is a monotone function
+    # of the chord, so the chord's tests are reused when the ranks are the same (equal fingerprints), and its
+    # bounds when a few ties differ (utils.evaluation.representation.pair_correlation).
+    known = {}
+    for k, (suffix, distance) in enumerate(DISTANCES):
+        known["keep"] = k + 1 < len(DISTANCES)
+        add_representation(result, suffix, W, hierarchy, distance, living, n_perm, seed, reference, stages, known)
     add_reference_trees(result, hierarchy, reference)
     return result
 
 
 # ------------------------------------------------------------------ files
-def write_results(out, result, hierarchy, source, plots=True):
+def write_results(out, result, hierarchy, source, plots=True, stages=None):
     """metrics.json/.csv, source.json, distances.npz, tree_<euc|arccos|true|taxonomy>.nwk and the PNG plots."""
     path = lambda name: os.path.join(out, name)  # noqa: E731
-    record.write_metrics(path(record.METRICS_JSON), path(record.METRICS_CSV), result.metrics)
-    write_json(path(SOURCE_JSON), source)
-    write_npz(path(DISTANCES_NPZ), d_T=hierarchy.distances, **result.distances)
-    for kind, text in result.newick.items():
-        write_text(path(f"tree_{kind}.nwk"), text)
+    with stage(stages, "files"):
+        record.write_metrics(path(record.METRICS_JSON), path(record.METRICS_CSV), result.metrics)
+        write_json(path(SOURCE_JSON), source)
+        d_T = hierarchy.distances.astype(np.int16 if 2 * hierarchy.n_levels < 2**15 else np.int64, copy=False)
+        write_npz(path(DISTANCES_NPZ), d_T=d_T, **result.distances)
+        for kind, text in result.newick.items():
+            write_text(path(f"tree_{kind}.nwk"), text)
     if not plots or hierarchy.n_classes < 2:
         return
+    with stage(stages, "plots"):
+        _write_plots(path, result, hierarchy, source)
+
+
+def _write_plots(path, result, hierarchy, source):
     from utils.evaluation import plots as P
 
     name = os.path.basename(str(source.get("weights", "weights"))) + (f" [{source['key']}]" if source.get("key") else "")
@@ -157,8 +168,12 @@ def run(args):
     hierarchy, dataset = load_hierarchy(args.hierarchy, args.data_root)
     W, name = load_weights(args.weights, hierarchy.n_classes, args.key)
     living = wants_living(dataset, hierarchy)
-    result = inspect(W, hierarchy, living=living, n_perm=args.n_perm, seed=args.perm_seed)
     out = args.out or default_out(args.weights)
+    try:
+        stages = Stages(file_log(os.path.join(out, LOG)))
+    except OSError as err:
+        raise UserError(f"cannot write the results into {out}: {err.strerror or err}; choose another --out") from None
+    result = inspect(W, hierarchy, living=living, n_perm=args.n_perm, seed=args.perm_seed, stages=stages)
     source = {
         "weights": os.path.abspath(args.weights),
         "key": name,
@@ -169,7 +184,7 @@ def run(args):
         "perm_seed": args.perm_seed,
     }
     try:
-        write_results(out, result, hierarchy, source, plots=not args.no_plots)
+        write_results(out, result, hierarchy, source, plots=not args.no_plots, stages=stages)
     except OSError as err:
         raise UserError(f"cannot write the results into {out}: {err.strerror or err}; choose another --out") from None
     where = f"{args.weights} [{name}]" if name else args.weights

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from utils import trees
 from utils.evaluation import chance
 from utils.evaluation import classification as cls_m
 from utils.evaluation import representation as rep_m
 from utils.evaluation import retrieval as ret_m
+from utils.evaluation.stages import stage
 
 TOP_K = 5
 N_BINS = 15
@@ -31,7 +31,7 @@ class Evaluation:
     hs: np.ndarray  # hs@1 .. hs@k_max
     newick: dict = field(default_factory=dict)  # file kind ("W", "proto", "true", "taxonomy") -> text
     linkage: dict = field(default_factory=dict)  # "W", "proto", "true" -> WPGMA linkage matrix
-    distances: dict = field(default_factory=dict)  # "W", "proto" -> representative distances
+    distances: dict = field(default_factory=dict)  # "W", "proto" -> representative distances (float32)
     hs_chance: np.ndarray = field(default_factory=lambda: np.empty(0))  # expected hs@k of random embeddings
 
 
@@ -59,18 +59,16 @@ def _maybe(value):
 
 
 # ------------------------------------------------------------ representations
-def reference_trees(hierarchy):
+def reference_trees(hierarchy, stages=None):
     """What every set of representatives is compared with: the splits of the WPGMA and UPGMA trees of ``d_T``
-    and of the taxonomy, the WPGMA linkage of ``d_T`` (``wpgma_linkage``), and the column ranks of ``d_T``
-    for the chance level of ``corr_mean`` (``tree_ranks``, computed on first use)."""
-    wpgma, Z_true = trees.tree_splits(hierarchy.distances, "wpgma")
-    return {
-        "wpgma": wpgma,
-        "upgma": trees.tree_splits(hierarchy.distances, "upgma")[0],
-        "taxonomy": trees.bipartitions(trees.taxonomy_clusters(hierarchy)),
-        "wpgma_linkage": Z_true,
-        "tree_ranks": None,
-    }
+    and of the taxonomy, the WPGMA linkage of ``d_T`` (``wpgma_linkage``: the tree_true files, built once),
+    and the column ranks of ``d_T`` for the chance level of ``corr_mean`` (``tree_ranks``, on first use)."""
+    C = hierarchy.n_classes
+    with stage(stages, "reference trees (WPGMA, UPGMA of d_T)", total=2 * max(C - 1, 0), unit="merge") as tick:
+        wpgma, Z = trees.tree_splits(hierarchy.distances, "wpgma", tick)
+        upgma = trees.tree_splits(hierarchy.distances, "upgma", lambda done, total: tick(C - 1 + done))[0]
+    return {"wpgma": wpgma, "upgma": upgma, "taxonomy": trees.taxonomy_splits(hierarchy), "wpgma_linkage": Z,
+            "tree_ranks": None}
 
 
 def add_reference_trees(result, hierarchy, reference=None):
@@ -81,70 +79,84 @@ def add_reference_trees(result, hierarchy, reference=None):
     result.newick["taxonomy"] = trees.taxonomy_newick(hierarchy)
 
 
-#: The measures that depend on the ranks of the representative distances only (the same for chord and angle).
-RANK_ONLY = ("corr_perm_p", "corr_mean_chance", "corr_mean_chance95", "corr_mean_perm_p")
-
-
-def _pair_ranks(D):
-    i, j = np.triu_indices(D.shape[0], 1)
-    return stats.rankdata(D[i, j])
-
-
 def chance_counts(n_perm):
     """The relabellings behind the chance levels: ``n_chance`` (corr_mean) and ``n_rf_chance`` (rf), at most
     :data:`utils.evaluation.chance.N_CHANCE` / ``N_RF_CHANCE`` and never more than ``n_perm`` (0: none)."""
     return {"n_chance": min(int(n_perm), chance.N_CHANCE), "n_rf_chance": min(int(n_perm), chance.N_RF_CHANCE)}
 
 
+def _corr_mean_chance(D, D_T, reference, n_chance, seed, fingerprint, known, progress):
+    """:func:`utils.evaluation.chance.corr_mean_chance`, reused from ``known`` for a matrix whose pairs rank the
+    same (equal ``fingerprint``: then every column ranks the same too, and so does the null)."""
+    key = ("corr_mean_chance", fingerprint, n_chance, seed)
+    if known is not None and fingerprint and key in known:
+        return known[key]
+    if n_chance and reference.get("tree_ranks") is None:
+        reference["tree_ranks"] = chance.column_ranks(D_T)
+    values = chance.corr_mean_chance(D, reference.get("tree_ranks"), n_chance, seed, progress)
+    if known is not None and fingerprint:
+        known[key] = values
+    return values
+
+
 def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PERM, seed=0, reference=None,
-                           reuse=None):
+                           stages=None, label="", known=None):
     """Hierarchical inference of one set of representatives (names without the _W/_proto suffix).
 
     ``reference``: :func:`reference_trees` of the hierarchy (computed here when
     not given).  With ``n_perm`` > 0 the chance levels too (:mod:`utils.evaluation.chance`,
-    :func:`chance_counts`).  ``reuse``: ``(D, measures)`` of the same vectors
-    under another distance; where the pair distances rank the same, the
-    :data:`RANK_ONLY` measures are taken from it instead of permuting again.
-    Also returns the distance matrix and the WPGMA linkage.
+    :func:`chance_counts`).  Also returns the distance matrix and the WPGMA
+    linkage.  ``stages``: progress of the stages (:mod:`utils.evaluation.stages`),
+    named after ``label``; ``known``: a dict shared by the matrices of one set
+    of vectors, through which a matrix whose pairs rank as an earlier one's
+    (the angle after the chord) reuses its permutation test and chance level
+    (:func:`utils.evaluation.representation.pair_correlation`).
     """
-    reference = reference_trees(hierarchy) if reference is None else reference
+    reference = reference_trees(hierarchy, stages) if reference is None else reference
     counts = chance_counts(n_perm)
-    D = rep_m.representative_distances(reps, distance)
+    C = hierarchy.n_classes
+    named = (lambda what: f"{what} ({label})") if label else (lambda what: what)
+    with stage(stages, named("distances")):
+        D = rep_m.representative_distances(reps, distance)
     D_T = hierarchy.distances
     out = {}
-    out["corr_mean"], out["corr_mean_p"] = rep_m.corr_mean(D, D_T)
-    out["corr_elem"], out["corr_elem_p"] = rep_m.corr_elem(D, D_T)
+    levels = [hierarchy.level_groups(level) for level in range(hierarchy.n_levels)]
+    with stage(stages, named("corr_mean and level retrieval"), total=C, unit="class") as tick:
+        (out["corr_mean"], out["corr_mean_p"]), retrieval = rep_m.row_measures(D, D_T, levels, tick)
+    with stage(stages, named("permutation test"), total=n_perm, unit="relabelling") as tick:
+        pair = rep_m.pair_correlation(D, D_T, n_perm, seed, hierarchy, tick, known)
+    out["corr_elem"], out["corr_elem_p"] = pair.r, pair.p
     if living:
         keep = np.flatnonzero(hierarchy.living_mask())
         sub_D, sub_T = D[np.ix_(keep, keep)], D_T[np.ix_(keep, keep)]
         out["corr_mean_living"], out["corr_mean_p_living"] = rep_m.corr_mean(sub_D, sub_T)
         out["corr_elem_living"], out["corr_elem_p_living"] = rep_m.corr_elem(sub_D, sub_T)
-    if reuse is not None and n_perm and np.array_equal(_pair_ranks(D), _pair_ranks(reuse[0])):
-        out.update({name: reuse[1][name] for name in RANK_ONLY})
-    else:
-        out["corr_perm_p"] = rep_m.corr_perm_p(D, D_T, n_perm=n_perm, seed=seed) if n_perm else None
-        if counts["n_chance"] and reference.get("tree_ranks") is None:
-            reference["tree_ranks"] = chance.column_ranks(D_T)
-        out.update(chance.corr_mean_chance(D, reference.get("tree_ranks"), counts["n_chance"], seed))
-    for level in range(hierarchy.n_levels):
-        p1, rp, mapr = rep_m.level_retrieval(D, hierarchy.level_groups(level))
+    out["corr_perm_p"] = pair.perm_p
+    with stage(stages, named("chance of corr_mean"), total=counts["n_chance"], unit="relabelling") as tick:
+        out.update(_corr_mean_chance(D, D_T, reference, counts["n_chance"], seed, pair.fingerprint, known, tick))
+    for level, (p1, rp, mapr) in enumerate(retrieval):
         out[f"p1_{level}"], out[f"rp_{level}"], out[f"mapr_{level}"] = p1, rp, mapr
 
-    splits, Z = trees.tree_splits(D, "wpgma")
+    with stage(stages, named("trees (WPGMA, UPGMA)"), total=2 * max(C - 1, 0), unit="merge") as tick:
+        splits, Z = trees.tree_splits(D, "wpgma", tick)
+        upgma = trees.tree_splits(D, "upgma", lambda done, total: tick(C - 1 + done))[0]
     out["rf"], out["rf_max"], out["rf_norm"] = trees.robinson_foulds(splits, reference["wpgma"])
-    out["rf_upgma"] = trees.robinson_foulds(trees.tree_splits(D, "upgma")[0], reference["upgma"])[2]
+    out["rf_upgma"] = trees.robinson_foulds(upgma, reference["upgma"])[2]
     out["rf_taxonomy"] = trees.robinson_foulds(splits, reference["taxonomy"])[2]
-    out.update(chance.rf_chance(Z, reference["wpgma_linkage"], hierarchy, counts["n_rf_chance"], seed))
+    with stage(stages, named("chance of rf")):
+        out.update(chance.rf_chance(Z, reference["wpgma_linkage"], hierarchy, counts["n_rf_chance"], seed))
     return {k: _maybe(v) if not isinstance(v, int) else v for k, v in out.items()}, D, Z
 
 
-def add_representation(result, suffix, reps, hierarchy, distance, living, n_perm, seed, reference, reuse=None):
+def add_representation(result, suffix, reps, hierarchy, distance, living, n_perm, seed, reference, stages=None,
+                       known=None):
     """:func:`representation_metrics` of ``reps`` into ``result`` (an :class:`Evaluation` or an inspection):
     the measures as ``<name>_<suffix>``, and the distances, WPGMA linkage and Newick tree under ``suffix``.
     Returns (the measures without the suffix, the distance matrix)."""
-    values, D, Z = representation_metrics(reps, hierarchy, distance, living, n_perm, seed, reference, reuse)
+    values, D, Z = representation_metrics(reps, hierarchy, distance, living, n_perm, seed, reference, stages,
+                                          suffix, known)
     result.metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
-    result.distances[suffix] = D
+    result.distances[suffix] = D.astype(np.float32)  # for the files and plots: half the memory at 20,000 classes
     result.linkage[suffix] = Z
     result.newick[suffix] = trees.linkage_newick(Z, hierarchy.names)
     return values, D
@@ -215,12 +227,14 @@ def mark_trivial(metrics, reasons):
         metrics[f"{name}{chance.NULL_REASON}"] = reason
 
 
-def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_bytes=16 << 20, workers=None):
+def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_bytes=16 << 20, workers=None,
+                     stages=None):
     """All measures of one run from its config, hierarchy and outputs arrays.
 
     ``outputs`` needs ``labels``; every other array adds its measures (scores: classification,
     representatives / prototypes: hierarchical inference, embeddings: retrieval) and is skipped when absent
-    (``evaluate.py --outputs``; a record has them all)."""
+    (``evaluate.py --outputs``; a record has them all).  ``stages``: progress, see
+    :mod:`utils.evaluation.stages`."""
     distance = str(config.get("distance", "euc"))
     beta = float(config.get("beta", 1.0) if config.get("beta") is not None else 1.0)
     labels = outputs["labels"]
@@ -233,23 +247,27 @@ def evaluate_outputs(config, hierarchy, outputs, n_perm=N_PERM, seed=0, block_by
     for suffix, key in score_sets:
         if key not in outputs:
             continue
-        values, table, cms = classification_metrics(outputs[key], labels, hierarchy)
+        with stage(stages, f"classification ({suffix})"):
+            values, table, cms = classification_metrics(outputs[key], labels, hierarchy)
         metrics.update({f"{k}_{suffix}": v for k, v in values.items()})
         frames.append(table.assign(scores=suffix))
         confusion.update({f"{suffix}_{k}": v for k, v in cms.items()})
     trivial = {f"hp{TOP_K}": chance.hp_trivial(labels, hierarchy.distances, TOP_K)}
 
     result = Evaluation(metrics, None, confusion, np.zeros(0))
-    reference = reference_trees(hierarchy)
+    reference = reference_trees(hierarchy, stages)
+    known = {}
     for suffix, key in [("W", "representatives"), ("proto", "prototypes")]:
         if key in outputs:
-            add_representation(result, suffix, outputs[key], hierarchy, distance, living, n_perm, seed, reference)
+            add_representation(result, suffix, outputs[key], hierarchy, distance, living, n_perm, seed, reference,
+                               stages, known)
     add_reference_trees(result, hierarchy, reference)
 
     if "embeddings" in outputs:
         sim = hierarchy.similarities(distance, beta)
-        curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
-        result.hs, result.hs_chance = curve, chance.hs_chance_curve(labels, sim, ret_m.HS_K_MAX)
+        with stage(stages, "hs@k retrieval"):
+            curve = ret_m.hs_curve(outputs["embeddings"], labels, sim, ret_m.HS_K_MAX, block_bytes, workers)
+            result.hs, result.hs_chance = curve, chance.hs_chance_curve(labels, sim, ret_m.HS_K_MAX)
         for k in ret_m.HS_REPORTED:
             metrics[f"hs@{k}"] = _maybe(curve[k - 1]) if k <= curve.size else None
             metrics[f"hs_chance@{k}"] = _maybe(result.hs_chance[k - 1]) if k <= curve.size else None

@@ -3,9 +3,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from tqdm import tqdm
 
 from losses.head import ClassHead
-from losses.mds import fit_mds
+from losses.mds import MDS_STEPS, fit_mds
 from models.embedding import EmbeddingNet
 from utils.training.config import RunConfig
 from utils.training.passes import class_prior, seed_everything
@@ -37,7 +38,9 @@ def build_parts(config: RunConfig, data, device: torch.device, log) -> RunParts:
     if config.mds_W:
         target = data.hierarchy.transformed_distances(config.distance, config.beta)
         g = torch.Generator().manual_seed(config.seed)
-        fixed_W, *stress = fit_mds(target, model.head.out_features, config.distance, generator=g)
+        with tqdm(total=MDS_STEPS, desc=f"MDS placement ({C} classes)", unit="step", leave=False, disable=None) as bar:
+            fixed_W, *stress = fit_mds(target, model.head.out_features, config.distance, generator=g, device=device,
+                                       progress=lambda done, total: bar.update(done - bar.n))
         log.info(f"MDS representatives: stress {stress[0]:.4f} -> {stress[1]:.4f}")
     prior = class_prior(data.train_labels, C) if config.clspri else None
     head = ClassHead(C, model.head.out_features, method=config.method, distance=config.distance,
