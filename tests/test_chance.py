@@ -49,6 +49,26 @@ def test_corr_mean_null_equals_corr_mean_of_relabelled_tree_distances():
     assert null[0] == pytest.approx(rep.corr_mean(D, h.distances)[0], abs=1e-6)  # identity: the observed value
 
 
+def test_corr_mean_null_is_the_same_in_threads_and_reuses_the_classes_whose_ranks_did_not_change():
+    h, D = grouped(signal=0.5)
+    B = chance.column_ranks(h.distances)
+    perms = np.concatenate([np.arange(40)[None], rep.class_permutations(40, 30, 2)])
+    alone = chance.corr_mean_null(D, B, perms, chunk_entries=40 * 7, workers=1)
+    cache = {}
+    threads = chance.corr_mean_null(D, B, perms, chunk_entries=40 * 7, workers=2, cache=cache)
+    assert np.array_equal(alone, threads) and cache["corr_mean_null"]["recomputed"] == 40
+    # the second matrix differs in one pair: only the columns 3 and 7 rank differently, and only they are redone
+    E = D.copy()
+    E[3, 7] = E[7, 3] = D[3, 7] + 0.5
+    again = chance.corr_mean_null(E, B, perms, chunk_entries=40 * 7, workers=2, cache=cache)
+    assert cache["corr_mean_null"]["recomputed"] == 2
+    assert np.array_equal(again, chance.corr_mean_null(E, B, perms, chunk_entries=40 * 7, workers=1))
+    assert not np.array_equal(again, alone)
+    # another relabelling set or another tree: everything is computed again
+    chance.corr_mean_null(E, B.copy(), perms, cache=cache)
+    assert cache["corr_mean_null"]["recomputed"] == 40
+
+
 def test_corr_mean_chance_summarises_the_null_and_its_p_value():
     h, D = grouped(signal=0.8)
     values = chance.corr_mean_chance(D, chance.column_ranks(h.distances), n_perm=49, seed=3)

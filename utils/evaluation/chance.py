@@ -24,11 +24,15 @@ only which class sits where: the ranks and the tree's clusters are computed
 once, and each relabelling permutes them (O(C^2) per relabelling, in float32
 and in chunks of columns).
 """
+import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
 import numpy as np
 
 from utils.evaluation.classification import hp_radius
 from utils.evaluation.representation import class_permutations, fisher_mean, rank_rows
-from utils.evaluation.retrieval import ideal_similarity_sums
+from utils.evaluation.retrieval import default_workers, ideal_similarity_sums
 
 N_CHANCE = 99  # relabellings for the null of corr_mean: enough for its mean and 95th percentile
 N_RF_CHANCE = 30  # relabellings (trees) for the mean normalised RF of random relabellings
@@ -58,7 +62,13 @@ def column_ranks(M, chunk_entries=CHUNK_ENTRIES):
     return out
 
 
-def corr_mean_null(D, tree_ranks, perms, chunk_entries=CHUNK_ENTRIES, progress=None):
+def _row_digests(A):
+    """One digest per row of ``A``: rows with equal digests are equal (a 128-bit hash)."""
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in A]
+
+
+def corr_mean_null(D, tree_ranks, perms, chunk_entries=CHUNK_ENTRIES, progress=None, workers=None, cache=None,
+                   tree_key=None):
     """``corr_mean`` of ``D`` against ``d_T`` relabelled by each row ``p`` of ``perms`` (``d_T[p][:, p]``).
 
     ``tree_ranks``: :func:`column_ranks` of ``d_T``.  Column i of the
@@ -69,31 +79,66 @@ def corr_mean_null(D, tree_ranks, perms, chunk_entries=CHUNK_ENTRIES, progress=N
     ``B`` per chunk of columns, float32.  The per-class correlations are
     combined as ``corr_mean`` does (:func:`utils.evaluation.representation.fisher_mean`).
     Row 0 of ``perms`` being the identity gives ``corr_mean`` itself.
-    ``progress(done, total)`` after each relabelling.
+
+    ``workers`` threads (default: :func:`utils.evaluation.retrieval.default_workers`)
+    take relabellings side by side, each with its own chunk buffers (numpy's
+    gathers and sums release the GIL).  ``cache``: a dict that keeps every
+    relabelling's per-class correlations; a later call with the same
+    ``tree_key`` (an object that stands for ``d_T``; default ``tree_ranks``
+    itself) and ``perms`` (the angle after the chord) recomputes only
+    the classes whose column ranks differ, usually none or a few.  A class's
+    correlation is computed the same way whatever the thread or the rows
+    beside it, so neither changes a value.  ``progress(done, total)`` as
+    relabellings finish.
     """
     A = column_ranks(D, chunk_entries)
     B = np.asarray(tree_ranks, dtype=np.float32)
+    perms = np.asarray(perms)
     C = A.shape[0]
-    defined_a = np.any(A != 0, axis=1)
-    defined_b = np.any(B != 0, axis=1)
+    defined = np.any(A != 0, axis=1), np.any(B != 0, axis=1)
+    digests = _row_digests(A)
+    earlier = None if cache is None else cache.get("corr_mean_null")
+    tree_key = tree_ranks if tree_key is None else tree_key
+    if earlier is not None and earlier["tree"] is tree_key and np.array_equal(earlier["perms"], perms):
+        R = earlier["R"].copy()
+        todo = np.array([i for i in range(C) if digests[i] != earlier["digests"][i]], dtype=np.int64)
+    else:
+        R = np.empty((len(perms), C))
+        todo = np.arange(C)
     step = max(1, int(chunk_entries) // max(C, 1))
-    out = np.empty(len(perms))
-    r = np.empty(C, dtype=np.float64)
-    picked, rows = np.empty((step, C), dtype=np.float32), np.empty((step, C), dtype=np.float32)  # reused buffers
-    for n, p in enumerate(np.asarray(perms)):
-        for start in range(0, C, step):
-            stop = min(C, start + step)
-            m = stop - start
-            B.take(p[start:stop], axis=0, out=picked[:m])
-            picked[:m].take(p, axis=1, out=rows[:m])  # B[p_i, p_k] for the classes i of the chunk
-            r[start:stop] = np.einsum("ik,ik->i", A[start:stop], rows[:m])
-        out[n] = fisher_mean(np.where(defined_a & defined_b[p], r, np.nan))
-        if progress is not None:
-            progress(n + 1, len(perms))
-    return out
+    local = threading.local()
+
+    def relabelled(n):
+        if not hasattr(local, "picked"):  # this thread's buffers, reused for all its relabellings
+            local.picked, local.rows = np.empty((step, C), np.float32), np.empty((step, C), np.float32)
+        p = perms[n]
+        for start in range(0, todo.size, step):
+            at = todo[start:start + step]
+            m = at.size
+            B.take(p[at], axis=0, out=local.picked[:m])
+            local.picked[:m].take(p, axis=1, out=local.rows[:m])  # B[p_i, p_k] for the classes i of the chunk
+            R[n, at] = np.einsum("ik,ik->i", A[at], local.rows[:m])
+
+    workers = min(default_workers() if workers is None else max(1, int(workers)), len(perms))
+    if todo.size and workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            for done, future in enumerate(as_completed([pool.submit(relabelled, n) for n in range(len(perms))]), 1):
+                future.result()
+                if progress is not None:
+                    progress(done, len(perms))
+    else:
+        for n in range(len(perms)):
+            if todo.size:
+                relabelled(n)
+            if progress is not None:
+                progress(n + 1, len(perms))
+    if cache is not None:
+        cache["corr_mean_null"] = {"tree": tree_key, "perms": perms, "digests": digests, "R": R,
+                                   "recomputed": int(todo.size)}
+    return np.array([fisher_mean(np.where(defined[0] & defined[1][p], r, np.nan)) for p, r in zip(perms, R)])
 
 
-def corr_mean_chance(D, tree_ranks, n_perm=N_CHANCE, seed=0, progress=None):
+def corr_mean_chance(D, tree_ranks, n_perm=N_CHANCE, seed=0, progress=None, cache=None, tree_key=None):
     """``corr_mean_chance`` (mean of the null), ``corr_mean_chance95`` (its 95th percentile), ``corr_mean_perm_p``.
 
     The null: :func:`corr_mean_null` over ``n_perm`` relabellings of
@@ -101,14 +146,14 @@ def corr_mean_chance(D, tree_ranks, n_perm=N_CHANCE, seed=0, progress=None):
     ``(1 + number at or above the observed corr_mean) / (n_perm + 1)``, the
     observed value computed the same way (the identity relabelling), so both
     sides of the comparison have the same rounding.  All None when
-    ``corr_mean`` is undefined or ``n_perm`` is 0.
+    ``corr_mean`` is undefined or ``n_perm`` is 0.  ``cache``, ``tree_key``: see :func:`corr_mean_null`.
     """
     C = np.shape(D)[0]
     empty = {"corr_mean_chance": None, "corr_mean_chance95": None, "corr_mean_perm_p": None}
     if n_perm < 1 or C < 3:
         return empty
     perms = np.concatenate([np.arange(C)[None], class_permutations(C, n_perm, seed)])
-    values = corr_mean_null(D, tree_ranks, perms, progress=progress)
+    values = corr_mean_null(D, tree_ranks, perms, progress=progress, cache=cache, tree_key=tree_key)
     observed, null = values[0], values[1:]
     null = null[np.isfinite(null)]
     if not np.isfinite(observed) or not null.size:

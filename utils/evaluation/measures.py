@@ -61,14 +61,12 @@ def _maybe(value):
 # ------------------------------------------------------------ representations
 def reference_trees(hierarchy, stages=None):
     """What every set of representatives is compared with: the splits of the WPGMA and UPGMA trees of ``d_T``
-    and of the taxonomy, the WPGMA linkage of ``d_T`` (``wpgma_linkage``: the tree_true files, built once),
-    and the column ranks of ``d_T`` for the chance level of ``corr_mean`` (``tree_ranks``, on first use)."""
+    and of the taxonomy, and the WPGMA linkage of ``d_T`` (``wpgma_linkage``: the tree_true files, built once)."""
     C = hierarchy.n_classes
     with stage(stages, "reference trees (WPGMA, UPGMA of d_T)", total=2 * max(C - 1, 0), unit="merge") as tick:
         wpgma, Z = trees.tree_splits(hierarchy.distances, "wpgma", tick)
         upgma = trees.tree_splits(hierarchy.distances, "upgma", lambda done, total: tick(C - 1 + done))[0]
-    return {"wpgma": wpgma, "upgma": upgma, "taxonomy": trees.taxonomy_splits(hierarchy), "wpgma_linkage": Z,
-            "tree_ranks": None}
+    return {"wpgma": wpgma, "upgma": upgma, "taxonomy": trees.taxonomy_splits(hierarchy), "wpgma_linkage": Z}
 
 
 def add_reference_trees(result, hierarchy, reference=None):
@@ -85,15 +83,18 @@ def chance_counts(n_perm):
     return {"n_chance": min(int(n_perm), chance.N_CHANCE), "n_rf_chance": min(int(n_perm), chance.N_RF_CHANCE)}
 
 
-def _corr_mean_chance(D, D_T, reference, n_chance, seed, fingerprint, known, progress):
+def _corr_mean_chance(D, D_T, n_chance, seed, fingerprint, known, progress):
     """:func:`utils.evaluation.chance.corr_mean_chance`, reused from ``known`` for a matrix whose pairs rank the
-    same (equal ``fingerprint``: then every column ranks the same too, and so does the null)."""
+    same (equal ``fingerprint``: then every column ranks the same too, and so does the null), and otherwise
+    recomputed only for the classes whose column ranks changed (``cache``).  The column ranks of ``d_T``
+    (C x C float32) are built here and dropped after: at 20,000 classes they are 1.9 GB that the permutation
+    test need not share memory with, and they take a few seconds to rebuild."""
     key = ("corr_mean_chance", fingerprint, n_chance, seed)
     if known is not None and fingerprint and key in known:
         return known[key]
-    if n_chance and reference.get("tree_ranks") is None:
-        reference["tree_ranks"] = chance.column_ranks(D_T)
-    values = chance.corr_mean_chance(D, reference.get("tree_ranks"), n_chance, seed, progress)
+    tree_ranks = chance.column_ranks(D_T) if n_chance and np.shape(D)[0] >= 3 else None
+    values = chance.corr_mean_chance(D, tree_ranks, n_chance, seed, progress, known, tree_key=D_T)
+    del tree_ranks
     if known is not None and fingerprint:
         known[key] = values
     return values
@@ -133,7 +134,7 @@ def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PER
         out["corr_elem_living"], out["corr_elem_p_living"] = rep_m.corr_elem(sub_D, sub_T)
     out["corr_perm_p"] = pair.perm_p
     with stage(stages, named("chance of corr_mean"), total=counts["n_chance"], unit="relabelling") as tick:
-        out.update(_corr_mean_chance(D, D_T, reference, counts["n_chance"], seed, pair.fingerprint, known, tick))
+        out.update(_corr_mean_chance(D, D_T, counts["n_chance"], seed, pair.fingerprint, known, tick))
     for level, (p1, rp, mapr) in enumerate(retrieval):
         out[f"p1_{level}"], out[f"rp_{level}"], out[f"mapr_{level}"] = p1, rp, mapr
 
