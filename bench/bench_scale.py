@@ -1,6 +1,6 @@
 """Benchmark: ``evaluate.py`` from 1,000 to 21,843 classes, time and peak memory per stage, no download.
 
-    python bench/bench_scale.py                                  # everything below (hours on 2 cores)
+    python bench/bench_scale.py                                  # everything below (about 45 minutes on 2 cores)
     python bench/bench_scale.py --sizes 1000,2000 --no_record    # a quick run
     python bench/bench_scale.py --sizes 10000 --trees inat --plots
 
