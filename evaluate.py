@@ -174,7 +174,7 @@ def _write_plots(run, result, out, last):
     name = run.name + (" (last epoch)" if last else "")
     names = {"W": "W", "proto": "prototypes"}
     for kind in [k for k in ("W", "proto") if k in result.linkage] if run.hierarchy.n_classes >= 2 else ():
-        P.plot_trees(out(f"tree_{kind}.png"), result.linkage[kind], result.linkage["true"], run.hierarchy,
+        P.plot_trees(out(f"tree_{kind}.png"), result.linkage[kind], run.hierarchy,
                      names[kind], distance=distance, run=name)
         P.plot_distances(out(f"distances_{kind}.png"), result.distances[kind], run.hierarchy, names[kind], distance,
                          run=name)

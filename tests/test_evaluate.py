@@ -303,7 +303,7 @@ def test_tree_plot_of_555_classes_under_a_single_root(tmp_path):
     rng = np.random.default_rng(0)
     Z_learned = trees.agglomerate(representative_distances(rng.normal(size=(n, 12)), "euc"))
     Z_true = trees.agglomerate(h.distances)
-    plots.plot_trees(tmp_path / "tree_W.png", Z_learned, Z_true, h, "W")
+    plots.plot_trees(tmp_path / "tree_W.png", Z_learned, h, "W")
     assert (tmp_path / "tree_W.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the strips: one colour per level-1 group, the same on both sides, in each dendrogram's leaf order
     groups = h.level_groups(1)

@@ -118,7 +118,7 @@ def test_a_large_tree_is_cut_to_the_subtree_limit(tmp_path):
     taxonomy, _ = plots.taxonomy_tree(h)
     cut = taxonomy.expanded(plots.TRUNCATED_SUBTREES)
     assert taxonomy.collapsed(cut).size == 40  # cut at level 1: its 40 groups (level 2 would show 700)
-    plots.plot_trees(tmp_path / "t.png", Z, None, h, "W", distance="euc", run="a_run")
+    plots.plot_trees(tmp_path / "t.png", Z, h, "W", distance="euc", run="a_run")
     assert (tmp_path / "t.png").read_bytes()[:8] == PNG
 
 
@@ -154,7 +154,7 @@ def test_every_figure_is_written(tmp_path):
     x = rng.normal(size=(h.n_classes, 4))
     D = np.sqrt(np.maximum(((x[:, None] - x[None]) ** 2).sum(-1), 0))
     Z = linkage(pdist(x), "weighted")
-    plots.plot_trees(tmp_path / "tree.png", Z, None, h, "W", distance="arccos", run="run")
+    plots.plot_trees(tmp_path / "tree.png", Z, h, "W", distance="arccos", run="run")
     plots.plot_distances(tmp_path / "d.png", D, h, "W", "euc", run="run")
     labels = np.repeat(np.arange(h.n_classes), 3)
     sim = h.similarities("euc")

@@ -131,7 +131,7 @@ def main(argv=None):
         Z = learned_tree(D)
         timings = {}
         start = time.perf_counter()
-        plots.plot_trees(os.path.join(args.out, f"example_tree_{n}.png"), Z, None, h, "W", distance="euc", run=run)
+        plots.plot_trees(os.path.join(args.out, f"example_tree_{n}.png"), Z, h, "W", distance="euc", run=run)
         timings["tree"] = time.perf_counter() - start
         start = time.perf_counter()
         plots.plot_distances(os.path.join(args.out, f"example_distances_{n}.png"), D, h, "W", "euc", run=run)

@@ -405,10 +405,9 @@ def tree_figures(part, folder):
         run = record.load_run(row["path"])
         D = rep_m.representative_distances(run.outputs["representatives"], str(row["distance"]))
         Z = trees.agglomerate(D, "wpgma")
-        Z_true = trees.agglomerate(run.hierarchy.distances, "wpgma")
         label = {"DR": "ProxyDR", "normface": "NormFace"}[method]
         path = os.path.join(folder, f"trees_{row['dataset']}_{method}_seed{int(seed)}.png")
-        plots.plot_trees(path, Z, Z_true, run.hierarchy, f"{label}'s W", distance=str(row["distance"]), run=run.name)
+        plots.plot_trees(path, Z, run.hierarchy, f"{label}'s W", distance=str(row["distance"]), run=run.name)
         done.append(path)
     return done
 

@@ -122,7 +122,7 @@ def _write_plots(path, result, hierarchy, source):
 
     name = os.path.basename(str(source.get("weights", "weights"))) + (f" [{source['key']}]" if source.get("key") else "")
     for suffix, distance in DISTANCES:
-        P.plot_trees(path(f"tree_{suffix}.png"), result.linkage[suffix], result.linkage["true"], hierarchy,
+        P.plot_trees(path(f"tree_{suffix}.png"), result.linkage[suffix], hierarchy,
                      "the class vectors", distance=distance, run=name)
         P.plot_distances(path(f"distances_{suffix}.png"), result.distances[suffix], hierarchy, "class vectors",
                          distance, run=name)

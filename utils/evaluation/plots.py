@@ -285,19 +285,18 @@ def _leaf_labels(strip, tree, expanded, names, colours, width_pt, group_label):
     return max(len(_short(t)) for _, t, _ in shown) * font
 
 
-def plot_trees(path, Z_learned, Z_true, hierarchy, title="W", distance=None, run=None):
+def plot_trees(path, Z_learned, hierarchy, title="W", distance=None, run=None):
     """The learned tree (WPGMA, ``Z_learned``) above the taxonomy's own tree, each over a strip of group colours.
 
     ``title`` names the representatives (``W``, ``proto``, ``weights``),
     ``distance`` (``euc`` or ``arccos``) gives the unit of the merge heights,
     ``run`` the run folder or ``--weights`` file for the figure's title.
-    ``Z_true`` (the WPGMA tree of ``d_T``) is accepted for the callers but not
-    drawn: its merges at equal heights stand for one multifurcating node of
-    the taxonomy, which the lower panel draws as one node.  The strip colours
+    The WPGMA tree of ``d_T`` is not drawn: its merges at equal heights stand
+    for one multifurcating node of the taxonomy, which the lower panel draws
+    as one node.  The strip colours
     every class by its group at :func:`strip_level`; the legend beside the
     panels names the level (and its depth) and the groups.
     """
-    del Z_true
     n = hierarchy.n_classes
     level = strip_level(hierarchy)
     colours, legend = leaf_colours(hierarchy, level)
