@@ -15,8 +15,16 @@ import numpy as np
 ANGLE_SHRINK = 0.999999
 
 
-def angle_from_cos(cos):
-    """``arccos(0.999999 clip(cos, -1, 1))`` of a torch tensor (differentiable) or a numpy array / float."""
+def angle_from_cos(cos, out=None):
+    """``arccos(0.999999 clip(cos, -1, 1))`` of a torch tensor (differentiable) or a numpy array / float.
+
+    ``out`` (numpy only): the array to compute in, e.g. ``cos`` itself, so a
+    C x C matrix needs no second copy; the same operations in the same order.
+    """
     if hasattr(cos, "arccos"):  # a torch tensor (numpy arrays have no arccos method)
         return (ANGLE_SHRINK * cos.clamp(-1.0, 1.0)).arccos()
-    return np.arccos(ANGLE_SHRINK * np.clip(cos, -1.0, 1.0))
+    if out is None:
+        return np.arccos(ANGLE_SHRINK * np.clip(cos, -1.0, 1.0))
+    np.clip(cos, -1.0, 1.0, out=out)
+    np.multiply(ANGLE_SHRINK, out, out=out)
+    return np.arccos(out, out=out)

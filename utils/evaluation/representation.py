@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse, stats
 
-from utils.angle import ANGLE_SHRINK
+from utils.angle import angle_from_cos
 
 DISTANCES = ("euc", "arccos")
 BLOCK_BYTES = 64 << 20  # working memory of one block of rows or pairs
@@ -58,8 +58,7 @@ def representative_distances(representatives, distance="euc"):
         np.maximum(d, 0.0, out=d)
         np.sqrt(d, out=d)
     else:
-        d *= ANGLE_SHRINK  # the paper's angle, in place (utils.angle.angle_from_cos)
-        np.arccos(d, out=d)
+        angle_from_cos(d, out=d)  # in place: no second C x C array
     np.fill_diagonal(d, 0.0)
     return d
 
