@@ -107,8 +107,7 @@ def write_results(out, result, hierarchy, source, plots=True, stages=None):
     with stage(stages, "files"):
         record.write_metrics(path(record.METRICS_JSON), path(record.METRICS_CSV), result.metrics)
         write_json(path(SOURCE_JSON), source)
-        d_T = hierarchy.distances.astype(np.int16 if 2 * hierarchy.n_levels < 2**15 else np.int64, copy=False)
-        write_npz(path(DISTANCES_NPZ), d_T=d_T, **result.distances)
+        write_npz(path(DISTANCES_NPZ), d_T=hierarchy.distances, **result.distances)  # int16 (Hierarchy.distances)
         for kind, text in result.newick.items():
             write_text(path(f"tree_{kind}.nwk"), text)
     if not plots or hierarchy.n_classes < 2:
