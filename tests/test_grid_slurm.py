@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -78,6 +79,33 @@ def test_a_task_is_requeued_at_most_max_requeue_times():
     assert first.function is task and first.args == (3, 5) and task.requeued == 1
     assert task.checkpoint(3, 5) is not None and task.requeued == 2
     assert task.checkpoint(3, 5) is None and task.requeued == 2  # submitit then does not requeue
+
+
+# A process whose last act (late in Python's shutdown, after Python has put back the default action of the signals
+# it handled) is to receive the requeue signal: it prints "survived" only when the signal is ignored by then.
+LATE_SIGNAL = """
+import builtins, os, signal, sys
+from utils import slurm
+signal.signal(slurm.REQUEUE_SIGNAL, lambda *_: print("requeued"))  # as submitit's handler during the call
+if sys.argv[1] == "task":
+    print(slurm.RequeuedTask(max, 1)(3, 5))
+class Last:
+    def __del__(self):
+        os.kill(os.getpid(), slurm.REQUEUE_SIGNAL)
+        os.write(1, b"survived\\n")
+builtins.last = Last()  # the builtins are cleared at the very end of the shutdown
+"""
+
+
+def test_a_task_ignores_the_requeue_signal_once_its_call_has_returned():
+    # what a task did when the time limit's warning came while it exited: killed by it, its job FAILED
+    def late(kind):
+        return subprocess.run([sys.executable, "-c", LATE_SIGNAL, kind], cwd=ROOT, capture_output=True, text=True)
+
+    bare = late("bare")
+    assert bare.returncode == -slurm.REQUEUE_SIGNAL and bare.stdout == ""
+    task = late("task")
+    assert task.returncode == 0 and task.stdout == "5\nsurvived\n"
 
 
 def test_the_ledger_is_written_atomically_and_held_by_one_grid(tmp_path):

@@ -239,7 +239,8 @@ REQUEUE_SIGNAL = getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
 class RequeuedTask(submitit.helpers.Checkpointable):
     """``function(*args)`` as a Slurm array task that submitit requeues (same arguments) when the task gets its
     signal before the time limit or on preemption, at most ``max_requeue`` times; the requeued call decides
-    again what to do (grid.py's execute: continue with --resume)."""
+    again what to do (grid.py's execute: continue with --resume).  Once the call has returned, the signal is
+    ignored."""
 
     def __init__(self, function, max_requeue):
         self.function = function
@@ -247,7 +248,12 @@ class RequeuedTask(submitit.helpers.Checkpointable):
         self.requeued = 0
 
     def __call__(self, *args):
-        return self.function(*args)
+        result = self.function(*args)
+        # The work is done: a requeue signal from now on is ignored.  The time limit's warning can come while
+        # submitit writes the result or while Python shuts down, and Python restores a signal's default action
+        # (terminate) before it exits: the task, its run finished, would end FAILED instead of COMPLETED.
+        signal.signal(REQUEUE_SIGNAL, signal.SIG_IGN)
+        return result
 
     def checkpoint(self, *args):
         if self.requeued >= self.max_requeue:
