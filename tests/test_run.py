@@ -218,3 +218,52 @@ def test_best_validation_checkpoint_is_evaluated_and_the_last_epoch_kept_apart(d
     np.testing.assert_allclose(final, normalize(last["head"]["W"]).numpy(), atol=1e-6)
     assert not np.allclose(evaluated, final)
     assert os.path.isfile(os.path.join(run_dir, record.OUTPUTS_VAL))
+
+
+@pytest.mark.parametrize("killed_after", ["history", "pending best", "last checkpoint"])
+def test_a_run_killed_while_it_writes_an_epoch_resumes_as_if_uninterrupted(data_root, tmp_path, monkeypatch,
+                                                                           killed_after):
+    # checkpoints.commit_epoch writes history.csv, a pending best checkpoint, checkpoint_last.pt (the commit
+    # point), then moves the best in place; the run is stopped right after one of the writes of epoch 2
+    import utils.training.checkpoints as ck
+
+    flags = ["--use_val", "--seed", "5", "--lr", "0.01"]
+    a = run(data_root, tmp_path / "a", *flags, epochs=2)
+    assert record.load_config(a)["best_epoch"] == 2  # epoch 2 improves on validation: a pending best is written
+    real_history, real_save = ck.write_history, ck.save_checkpoint
+    stops = []
+
+    def write_history(run_dir, history):
+        real_history(run_dir, history)
+        if killed_after == "history" and history[-1]["epoch"] == 2:
+            stops.append(killed_after)
+            raise KeyboardInterrupt
+
+    def save_checkpoint(path, parts, epoch, *rest):
+        real_save(path, parts, epoch, *rest)
+        name = {ck.PENDING_BEST: "pending best", record.CHECKPOINT_LAST: "last checkpoint"}.get(os.path.basename(path))
+        if epoch == 2 and name == killed_after:
+            stops.append(killed_after)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck, "write_history", write_history)
+    monkeypatch.setattr(ck, "save_checkpoint", save_checkpoint)
+    with pytest.raises(SystemExit):
+        run(data_root, tmp_path / "c", *flags, epochs=2)
+    monkeypatch.undo()
+    assert stops == [killed_after]
+    c = os.path.join(tmp_path / "c", os.path.basename(a))
+    committed = 2 if killed_after == "last checkpoint" else 1
+    assert ck.load_checkpoint(os.path.join(c, record.CHECKPOINT_LAST))["epoch"] == committed
+    assert list(record.load_history(c)["epoch"]) == [1, 2]
+    assert os.path.isfile(os.path.join(c, ck.PENDING_BEST)) == (killed_after != "history")
+
+    run(data_root, tmp_path / "c", *flags, "--resume", epochs=2)
+    assert f"resuming after epoch {committed}" in open(os.path.join(c, record.TRAIN_LOG)).read()
+    assert not os.path.exists(os.path.join(c, ck.PENDING_BEST))
+    assert ck.load_checkpoint(os.path.join(c, record.CHECKPOINT_BEST))["epoch"] == 2
+    pd.testing.assert_frame_equal(record.load_history(a).drop(columns="seconds"),
+                                  record.load_history(c).drop(columns="seconds"))
+    ref, got = load_npz(os.path.join(a, record.OUTPUTS_TEST)), load_npz(os.path.join(c, record.OUTPUTS_TEST))
+    for key in ref:
+        np.testing.assert_array_equal(ref[key], got[key], err_msg=key)

@@ -21,6 +21,8 @@ from utils.io import torch_save, write_dataframe_csv
 from utils.lock import RunLock, run_files
 from utils.training.passes import accuracy, embed
 
+#: A new best checkpoint until the epoch's checkpoint_last.pt is written (:func:`commit_epoch`).
+PENDING_BEST = record.CHECKPOINT_BEST + ".pending"
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "val_acc_proto", "test_acc", "scale", "seconds"]
 
 
@@ -109,6 +111,41 @@ def checkpoint(parts, epoch: int, best_epoch: int, best_val: float) -> dict:
 
 def save_checkpoint(path: str, parts, epoch: int, best_epoch: int, best_val: float) -> None:
     torch_save(path, checkpoint(parts, epoch, best_epoch, best_val))
+
+
+def commit_epoch(run_dir: str, parts, history: list, epoch: int, best_epoch: int, best_val: float,
+                 improved: bool) -> None:
+    """Write what an epoch leaves (history.csv, checkpoint_best.pt when validation improved, checkpoint_last.pt)
+    in an order that a kill at any point leaves a run --resume continues as if uninterrupted.
+
+    checkpoint_last.pt is the commit point: history.csv is written before it (--resume keeps the rows up to
+    the checkpoint's epoch), a new best checkpoint before it under a pending name and moved in place after it
+    (:func:`settle_pending_best` finishes or drops one that a kill left).  Before, a kill between the two
+    checkpoints or after the last one lost that epoch's history row.
+    """
+    write_history(run_dir, history)
+    best, pending = os.path.join(run_dir, record.CHECKPOINT_BEST), os.path.join(run_dir, PENDING_BEST)
+    if improved:
+        save_checkpoint(pending, parts, epoch, best_epoch, best_val)
+    save_checkpoint(os.path.join(run_dir, record.CHECKPOINT_LAST), parts, epoch, best_epoch, best_val)
+    if improved:
+        os.replace(pending, best)
+
+
+def settle_pending_best(run_dir: str, last: dict) -> None:
+    """--resume: the best checkpoint a kill left under its pending name goes in place when ``last`` (the last
+    checkpoint) names its epoch as the best, else (its epoch was not committed) it is removed."""
+    pending = os.path.join(run_dir, PENDING_BEST)
+    if not os.path.isfile(pending):
+        return
+    try:
+        epoch = load_checkpoint(pending)["epoch"]
+    except UserError:  # not readable: its epoch was not committed
+        epoch = None
+    if epoch == last["best_epoch"]:
+        os.replace(pending, os.path.join(run_dir, record.CHECKPOINT_BEST))
+    else:
+        os.remove(pending)
 
 
 def load_checkpoint(path: str) -> dict:

@@ -3,8 +3,8 @@
 1. hold ``record/<run name>/`` (one writer per run), pick the device, load the data (the dataset's loader);
 2. build the network, head and optimisers (``utils/training/build.py``); resume from ``checkpoint_last.pt``;
 3. each epoch: a training pass (which also accumulates the epoch's prototypes), a validation pass with
-   ``--use_val``, a ``history.csv`` row, ``checkpoint_last.pt`` (and ``checkpoint_best.pt`` when validation
-   improves);
+   ``--use_val``, then a ``history.csv`` row, ``checkpoint_best.pt`` when validation improves and
+   ``checkpoint_last.pt``, in an order that a kill at any point resumes from (``checkpoints.commit_epoch``);
 4. once, for the evaluated checkpoint: prototypes from the training split and the ``outputs_*.npz`` files
    that ``evaluate.py`` reads.
 """
@@ -77,7 +77,7 @@ def train(config: RunConfig, load) -> str:
         def loader(split, shuffle=False, seed=0):
             return make_loader(uint8_view(split), config.batch_size, shuffle, workers, device, seed)
 
-        last_path, best_path = os.path.join(run_dir, record.CHECKPOINT_LAST), os.path.join(run_dir, record.CHECKPOINT_BEST)
+        last_path = os.path.join(run_dir, record.CHECKPOINT_LAST)
         if first_epoch == 1:  # the untrained network is the starting point (and the result of --epochs 0)
             ck.save_checkpoint(last_path, parts, 0, 0, best_val)
         epochs = tqdm(range(first_epoch, config.epochs + 1), desc="training", unit="epoch", disable=None)
@@ -87,10 +87,7 @@ def train(config: RunConfig, load) -> str:
             improved = data.val is not None and row["val_acc"] > best_val
             if improved or data.val is None:
                 best_epoch, best_val = epoch, (row["val_acc"] if improved else best_val)
-            if improved:
-                ck.save_checkpoint(best_path, parts, epoch, best_epoch, best_val)
-            ck.save_checkpoint(last_path, parts, epoch, best_epoch, best_val)
-            ck.write_history(run_dir, history)
+            ck.commit_epoch(run_dir, parts, history, epoch, best_epoch, best_val, improved)
             shown = {k: v for k, v in row.items() if v is not None and k != "epoch"}
             log.info(f"epoch {epoch}/{config.epochs} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()))
             epochs.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}")
@@ -161,6 +158,7 @@ def resume(run_dir: str, parts: RunParts, log):
     """``--resume``: the state after the last finished epoch; returns (first epoch, best epoch, best
     validation accuracy, history rows up to that epoch)."""
     state = ck.load_checkpoint(os.path.join(run_dir, record.CHECKPOINT_LAST))
+    ck.settle_pending_best(run_dir, state)
     ck.restore(parts, state)
     old = record.load_history(run_dir)
     history = [] if old is None else old[old["epoch"] <= state["epoch"]].to_dict("records")
