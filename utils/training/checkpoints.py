@@ -120,8 +120,7 @@ def commit_epoch(run_dir: str, parts, history: list, epoch: int, best_epoch: int
 
     checkpoint_last.pt is the commit point: history.csv is written before it (--resume keeps the rows up to
     the checkpoint's epoch), a new best checkpoint before it under a pending name and moved in place after it
-    (:func:`settle_pending_best` finishes or drops one that a kill left).  Before, a kill between the two
-    checkpoints or after the last one lost that epoch's history row.
+    (:func:`settle_pending_best` finishes or drops one that a kill left).
     """
     write_history(run_dir, history)
     best, pending = os.path.join(run_dir, record.CHECKPOINT_BEST), os.path.join(run_dir, PENDING_BEST)
