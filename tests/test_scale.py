@@ -50,12 +50,12 @@ def test_every_stage_is_one_line_of_the_log(tmp_path):
 
 
 def test_top_k_and_softmax_confidence_in_row_blocks(monkeypatch):
-    from utils.evaluation import classification as cls_m
+    from utils.evaluation import classification as cls_m, representation as rm
 
     rng = np.random.default_rng(3)
     scores = rng.integers(0, 6, size=(500, 40)).astype(np.float32)  # ties at the k-th value
     top, confidence = cls_m.topk(scores, 5), cls_m.max_softmax(scores)
-    monkeypatch.setattr(cls_m, "BLOCK_BYTES", 8 * 40 * 7)  # seven rows per block
+    monkeypatch.setattr(rm, "BLOCK_BYTES", 8 * 40 * 7)  # seven rows per block (rm.rows_per_block)
     np.testing.assert_array_equal(cls_m.topk(scores, 5), top)
     np.testing.assert_array_equal(cls_m.max_softmax(scores), confidence)
     order = np.lexsort((np.arange(40)[None, :].repeat(500, 0), -scores), axis=1)  # by score, then index

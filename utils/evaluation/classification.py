@@ -8,14 +8,7 @@ ties broken by the lower class index (:func:`topk`).
 import numpy as np
 from scipy import stats
 
-from utils.evaluation.representation import spearman_columns
-
-
-BLOCK_BYTES = 64 << 20  # one block of rows of a score matrix, as float64
-
-
-def _rows_per_block(n_columns):
-    return max(1, BLOCK_BYTES // (8 * max(1, n_columns)))
+from utils.evaluation.representation import rows_per_block, spearman_columns
 
 
 def _topk_sets_exact(values, k):
@@ -39,7 +32,7 @@ def topk(values, k):
     """
     values = np.asarray(values)
     n, m = values.shape
-    rows = _rows_per_block(m)
+    rows = rows_per_block(m, copies=1)
     if n > rows:  # 100,000 images x 10,000 classes: a block of rows at a time (the rows are independent)
         return np.concatenate([topk(values[r0:r0 + rows], k) for r0 in range(0, n, rows)])
     if k >= m:
@@ -110,7 +103,7 @@ def hp(top, labels, D_T):
 def max_softmax(scores):
     """Maximum softmax probability of each row, in float64 (a 1.0 stays exactly 1.0); a block of rows at a time."""
     scores = np.asarray(scores)
-    rows = _rows_per_block(scores.shape[1])
+    rows = rows_per_block(scores.shape[1], copies=1)
     out = np.empty(scores.shape[0])
     for r0 in range(0, scores.shape[0], rows):
         s = np.asarray(scores[r0:r0 + rows], dtype=np.float64)

@@ -34,7 +34,7 @@ def _none_if_nan(value):
     return value if np.isfinite(value) else None
 
 
-def _rows_per_block(n_columns, copies=8):
+def rows_per_block(n_columns, copies=8):
     """Rows of a block of ``n_columns`` float64 columns such that ``copies`` such blocks fit BLOCK_BYTES."""
     return max(1, BLOCK_BYTES // max(1, 8 * copies * n_columns))
 
@@ -71,7 +71,7 @@ def _gram_by_blocks(x):
     """
     n = len(x)
     d = np.empty((n, n))
-    step = max(1, _rows_per_block(n, copies=1))
+    step = max(1, rows_per_block(n, copies=1))
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
         np.matmul(x[r0:r1], x[r0:].T, out=d[r0:r1, r0:])
@@ -214,7 +214,7 @@ def spearman_columns(a, b, progress=None):
     b = np.asarray(b)
     n, m = a.shape
     r = np.empty(m)
-    step = _rows_per_block(n)
+    step = rows_per_block(n)
     for c0 in range(0, m, step):
         c1 = min(m, c0 + step)
         ra = rank_rows(np.ascontiguousarray(a[:, c0:c1].T))
@@ -268,7 +268,7 @@ def _upper_rows(M, r0, r1):
 
 def _row_blocks(n):
     """Row ranges of a square n x n matrix whose pairs above the diagonal fill about BLOCK_BYTES / 8 values."""
-    step = _rows_per_block(n, copies=2)
+    step = rows_per_block(n, copies=2)
     return [(r0, min(n, r0 + step)) for r0 in range(0, n, step)]
 
 
@@ -808,7 +808,7 @@ def _exact_dots(A, ranks, perms, hierarchy, progress):
         return _TreeBlocks(hierarchy, ranks, _choose_items(hierarchy)).dots(A, perms, progress)
     B = ranks.square(tree=True)
     dots = np.zeros(len(perms))
-    step = _rows_per_block(ranks.n_classes, copies=2)
+    step = rows_per_block(ranks.n_classes, copies=2)
     for k, p in enumerate(perms):
         for r0 in range(0, ranks.n_classes, step):
             r1 = r0 + step
@@ -965,7 +965,7 @@ def levels_retrieval(D, level_groups, progress=None):
     D = np.asarray(D)
     C = D.shape[0]
     tally = _RetrievalTally(level_groups)
-    step = _rows_per_block(C, copies=4)
+    step = rows_per_block(C, copies=4)
     for r0 in range(0, C, step):
         r1 = min(C, r0 + step)
         if progress is not None:
@@ -1023,7 +1023,7 @@ def row_measures(D, D_T, level_groups, progress=None):
     C = D.shape[0]
     tally = _RetrievalTally(level_groups)
     r = np.full(C, np.nan)
-    step = _rows_per_block(C, copies=6)
+    step = rows_per_block(C, copies=6)
     for r0 in range(0, C, step):
         r1 = min(C, r0 + step)
         d = np.array(D[r0:r1], dtype=np.float64)
