@@ -62,11 +62,17 @@ def _maybe(value):
 def reference_trees(hierarchy, stages=None):
     """What every set of representatives is compared with: the splits of the WPGMA and UPGMA trees of ``d_T``
     and of the taxonomy, and the WPGMA linkage of ``d_T`` (``wpgma_linkage``: the tree_true files, built once)."""
-    C = hierarchy.n_classes
-    with stage(stages, "reference trees (WPGMA, UPGMA of d_T)", total=2 * max(C - 1, 0), unit="merge") as tick:
-        wpgma, Z = trees.tree_splits(hierarchy.distances, "wpgma", tick)
-        upgma = trees.tree_splits(hierarchy.distances, "upgma", lambda done, total: tick(C - 1 + done))[0]
+    wpgma, Z, upgma = _wpgma_upgma(hierarchy.distances, stages, "reference trees (WPGMA, UPGMA of d_T)")
     return {"wpgma": wpgma, "upgma": upgma, "taxonomy": trees.taxonomy_splits(hierarchy), "wpgma_linkage": Z}
+
+
+def _wpgma_upgma(D, stages, name):
+    """The WPGMA splits and linkage and the UPGMA splits of ``D``, as one stage ``name`` (a tick per merge)."""
+    C = np.shape(D)[0]
+    with stage(stages, name, total=2 * max(C - 1, 0), unit="merge") as tick:
+        wpgma, Z = trees.tree_splits(D, "wpgma", tick)
+        upgma = trees.tree_splits(D, "upgma", lambda done, total: tick(C - 1 + done))[0]
+    return wpgma, Z, upgma
 
 
 def add_reference_trees(result, hierarchy, reference=None):
@@ -138,9 +144,7 @@ def representation_metrics(reps, hierarchy, distance, living=False, n_perm=N_PER
     for level, (p1, rp, mapr) in enumerate(retrieval):
         out[f"p1_{level}"], out[f"rp_{level}"], out[f"mapr_{level}"] = p1, rp, mapr
 
-    with stage(stages, named("trees (WPGMA, UPGMA)"), total=2 * max(C - 1, 0), unit="merge") as tick:
-        splits, Z = trees.tree_splits(D, "wpgma", tick)
-        upgma = trees.tree_splits(D, "upgma", lambda done, total: tick(C - 1 + done))[0]
+    splits, Z, upgma = _wpgma_upgma(D, stages, named("trees (WPGMA, UPGMA)"))
     out["rf"], out["rf_max"], out["rf_norm"] = trees.robinson_foulds(splits, reference["wpgma"])
     out["rf_upgma"] = trees.robinson_foulds(upgma, reference["upgma"])[2]
     out["rf_taxonomy"] = trees.robinson_foulds(splits, reference["taxonomy"])[2]
