@@ -75,11 +75,17 @@ def _gram_by_blocks(x):
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
         np.matmul(x[r0:r1], x[r0:].T, out=d[r0:r1, r0:])
-        d[r1:, r0:r1] = d[r0:r1, r1:].T
-        block = d[r0:r1, r0:r1]
-        lower = np.tril_indices(r1 - r0, -1)
-        block[lower] = block.T[lower]
+        _mirror_rows(d, r0, r1)
     return d
+
+
+def _mirror_rows(M, r0, r1):
+    """Copy the upper triangle of rows r0..r1-1 of the square ``M`` (the diagonal block's included) below the
+    diagonal, in place: after every block of rows, ``M`` is exactly symmetric."""
+    M[r1:, r0:r1] = M[r0:r1, r1:].T
+    block = M[r0:r1, r0:r1]
+    lower = np.tril_indices(r1 - r0, -1)
+    block[lower] = block.T[lower]
 
 
 # ---------------------------------------------------------------- ranks
@@ -370,11 +376,8 @@ class _PairRanks:
                 abs_sum[r0:r1] += block.sum(axis=1)
                 abs_sum += block.sum(axis=0)
             at += size
-        for r0, r1 in _row_blocks(n):  # mirror the upper triangle
-            out[r1:, r0:r1] = out[r0:r1, r1:].T
-            square = out[r0:r1, r0:r1]
-            lower = np.tril_indices(r1 - r0, -1)
-            square[lower] = square.T[lower]
+        for r0, r1 in _row_blocks(n):
+            _mirror_rows(out, r0, r1)
         return (out, row_sum, abs_sum) if sums else out
 
 
