@@ -170,6 +170,12 @@ def _average_ranks(x, order=None):
     return x, order
 
 
+def _ranks_of_counts(counts):
+    """The average rank of each value from how often each value occurs (along the last axis, in value order):
+    the values below it, plus the mean of 1..count."""
+    return np.cumsum(counts, axis=-1) - counts + (counts + 1) / 2.0
+
+
 def _integer_rank_rows(M):
     """Average ranks along each row of an integer block, by counting (no sort): as :func:`_average_ranks_rows`."""
     M = np.asarray(M, dtype=np.int64)
@@ -178,7 +184,7 @@ def _integer_rank_rows(M):
     width = int(M.max()) - lo + 1
     codes = (M - lo) + width * np.arange(b)[:, None]
     counts = np.bincount(codes.ravel(), minlength=b * width).reshape(b, width)
-    ranks = np.cumsum(counts, axis=1) - counts + (counts + 1) / 2.0
+    ranks = _ranks_of_counts(counts)
     return np.take_along_axis(ranks, M - lo, axis=1)
 
 
@@ -315,7 +321,7 @@ class _PairRanks:
             counts = np.zeros(width, dtype=np.int64)
             for r0, r1 in _row_blocks(n):
                 counts += np.bincount(_upper_rows(D_T, r0, r1) - self.lo, minlength=width)
-            ranks = np.cumsum(counts) - counts + (counts + 1) / 2.0
+            ranks = _ranks_of_counts(counts)
             self.counts = counts
             self.lookup = 2.0 * ranks - (self.n_pairs + 1)
             self.b_norm2 = float(np.dot(counts, self.lookup**2))
